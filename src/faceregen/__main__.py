@@ -1,0 +1,4 @@
+from faceregen.cli import main
+
+if __name__ == "__main__":
+    main()

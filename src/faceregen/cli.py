@@ -1,0 +1,88 @@
+"""`faceregen <subcommand>`: one dispatcher over the Hydra apps and the argparse tools.
+
+`train` and `eval` are Hydra apps (overrides, `--cfg job`, `-m` all work); `regen` and `data`
+use argparse. Every app is a thin wrapper over a plain function that the tests call directly.
+Heavy imports (torch) happen inside the subcommand so that `faceregen --help` stays quick.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from faceregen.errors import FaceregenError
+
+# name -> (one-line help, "module:function" taking the remaining argv)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("train a model (Hydra app: faceregen train +experiment=celebamask)",
+              "faceregen.cli:train_main"),
+    "eval": ("evaluate a checkpoint: attribute/segmentation accuracy, FID (Hydra app)",
+             "faceregen.cli:eval_main"),
+    "regen": ("regenerate a face from a mask and a reference photo",
+              "faceregen.regen:main"),
+    "data": ("synthesise or prepare CelebAMask-HQ-layout datasets",
+             "faceregen.data.cli:main"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: faceregen <subcommand> [args]", "", "subcommands:"]
+    lines += [f"  {name:<7} {help_}" for name, (help_, _) in SUBCOMMANDS.items()]
+    lines += ["", "`faceregen <subcommand> --help` describes each one."]
+    return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Print a FaceregenError as one `error:` line and exit 2, without a traceback."""
+    try:
+        yield
+    except FaceregenError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+def _hydra_app(config_name: str, task: Callable, argv: list[str]) -> None:
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+
+    from faceregen.config import config_dir
+
+    @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=config_name)
+    def app(cfg) -> None:
+        with user_errors():
+            task(cfg, Path(HydraConfig.get().runtime.output_dir))
+
+    sys.argv = [f"faceregen-{config_name}", *argv]
+    app()
+
+
+def train_main(argv: list[str]) -> None:
+    from faceregen.train.trainer import train
+
+    _hydra_app("train", train, argv)
+
+
+def eval_main(argv: list[str]) -> None:
+    from faceregen.evaluation.runner import evaluate
+
+    _hydra_app("eval", evaluate, argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        sys.exit(0 if argv else 2)
+    name, rest = argv[0], argv[1:]
+    if name not in SUBCOMMANDS:
+        print(f"error: unknown subcommand '{name}' (choose from {', '.join(SUBCOMMANDS)})",
+              file=sys.stderr)
+        sys.exit(2)
+    module_name, func_name = SUBCOMMANDS[name][1].split(":")
+    with user_errors():
+        func = getattr(importlib.import_module(module_name), func_name)
+        func(rest)
