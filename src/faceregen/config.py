@@ -35,6 +35,7 @@ class DataConfig:
     split: str = "celeba"
     synthesize: bool = False
     synth_num: int = 600
+    synth_size: int = 128
     synth_seed: int = 0
     batch_size: int = 8
     num_workers: int = 2

@@ -1,0 +1,40 @@
+"""Small shared helpers: atomic file writes and device selection."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds.
+
+    A crash or exception part-way leaves whatever was at ``path`` before untouched.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix,
+                               dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def resolve_device(name: str = "auto"):
+    """``auto`` picks CUDA when available, else CPU; ``cuda`` without a GPU is a user error."""
+    import torch
+
+    from faceregen.errors import FaceregenError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise FaceregenError(f"device '{name}' was asked for, but no CUDA GPU is available")
+    return torch.device(name)
