@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
               "faceregen.regen:main"),
     "data": ("synthesise or prepare CelebAMask-HQ-layout datasets",
              "faceregen.data.cli:main"),
+    "export": ("export EMA generator weights to safetensors", "faceregen.export:main"),
 }
 
 
