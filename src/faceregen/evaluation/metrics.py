@@ -1,0 +1,157 @@
+"""Small pure metric functions: Frechet distance, segmentation, attribute, PSNR/SSIM, L1.
+
+Segmentation metrics go through a confusion matrix so that they can be accumulated over
+batches and stay exact (no averaging of per-batch ratios). Image metrics work on [0,1] images
+and return one value per image; the runner averages them over the test set.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import linalg
+
+
+def gaussian_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance of ``features`` [N, D] in float64, as pytorch-fid computes them."""
+    features = np.asarray(features, dtype=np.float64)
+    if features.ndim != 2 or features.shape[0] < 2:
+        raise ValueError(f"need at least 2 feature vectors of shape [N, D], got {features.shape}")
+    return np.mean(features, axis=0), np.cov(features, rowvar=False)
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
+                     eps: float = 1e-6) -> float:
+    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 sqrt(S1 S2)), computed exactly as pytorch-fid does.
+
+    When the product is singular (sqrtm not finite) an ``eps`` offset is added to both
+    diagonals; a complex square root is accepted only if its diagonal's imaginary part is
+    below 1e-3 and then its real part is used.
+    """
+    mu1, mu2 = np.atleast_1d(mu1), np.atleast_1d(mu2)
+    sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
+        raise ValueError("the two Gaussians have different dimensions")
+    diff = mu1 - mu2
+    covmean = linalg.sqrtm(sigma1.dot(sigma2))
+    if not np.isfinite(covmean).all():
+        warnings.warn(f"fid calculation produces singular product; adding {eps} to diagonal of "
+                      "cov estimates", RuntimeWarning, stacklevel=2)
+        offset = np.eye(sigma1.shape[0]) * eps
+        covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+            raise ValueError(f"Imaginary component {np.max(np.abs(covmean.imag))}")
+        covmean = covmean.real
+    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+
+
+def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Counts [num_classes, num_classes] (row: target class, column: predicted class), int64."""
+    pred, target = pred.reshape(-1).long(), target.reshape(-1).long()
+    index = target * num_classes + pred
+    counts = torch.bincount(index, minlength=num_classes * num_classes)
+    return counts.reshape(num_classes, num_classes).cpu()
+
+
+def pixel_accuracy(confusion: torch.Tensor) -> float:
+    """Correct pixels / all pixels."""
+    total = confusion.sum().item()
+    return confusion.diagonal().sum().item() / total if total else float("nan")
+
+
+def per_class_iou(confusion: torch.Tensor) -> torch.Tensor:
+    """IoU per class (float64); NaN for a class absent from both prediction and target."""
+    confusion = confusion.double()
+    intersection = confusion.diagonal()
+    union = confusion.sum(0) + confusion.sum(1) - intersection
+    iou = torch.full_like(intersection, float("nan"))
+    present = union > 0
+    iou[present] = intersection[present] / union[present]
+    return iou
+
+
+def mean_iou(confusion: torch.Tensor) -> float:
+    """Mean IoU over the classes that occur in the target or the prediction.
+
+    A class absent from both (union 0) is left out rather than counted as 0 or 1, so a test set
+    without hats neither rewards nor punishes the hat class.
+    """
+    iou = per_class_iou(confusion)
+    present = ~torch.isnan(iou)
+    return iou[present].mean().item() if present.any() else float("nan")
+
+
+def attribute_confusion(predicted: torch.Tensor, expected: torch.Tensor) -> dict[str, int]:
+    """TP/TN/FP/FN over all (image, attribute) entries of two boolean tensors of equal shape.
+
+    TP: predicted present and present; TN: predicted absent and absent; FP: predicted present
+    but absent; FN: predicted absent but present (the report's section 5.1).
+    """
+    predicted, expected = predicted.bool(), expected.bool()
+    return {
+        "tp": int((predicted & expected).sum()),
+        "tn": int((~predicted & ~expected).sum()),
+        "fp": int((predicted & ~expected).sum()),
+        "fn": int((~predicted & expected).sum()),
+    }
+
+
+def attribute_accuracy(counts: dict[str, int]) -> float:
+    """(TP + TN) / (TP + TN + FP + FN)."""
+    total = counts["tp"] + counts["tn"] + counts["fp"] + counts["fn"]
+    return (counts["tp"] + counts["tn"]) / total if total else float("nan")
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """PSNR in dB per image of [B,C,H,W] batches; +inf for identical images."""
+    mse = (x.double() - y.double()).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(data_range**2 / mse)
+
+
+def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """Normalised 2-D Gaussian window [size, size] (float64)."""
+    coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-coords.pow(2) / (2 * sigma**2))
+    g = g / g.sum()
+    return g[:, None] * g[None, :]
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, window_size: int = 11,
+         sigma: float = 1.5, k1: float = 0.01, k2: float = 0.03) -> torch.Tensor:
+    """SSIM per image (Wang et al. 2004): 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03.
+
+    Local statistics use 'valid' filtering (no padding), as the reference MATLAB code does;
+    the SSIM map is averaged over pixels and channels. Images smaller than the window use a
+    window of the image's size.
+    """
+    x, y = x.double(), y.double()
+    channels = x.shape[1]
+    window_size = min(window_size, x.shape[-1], x.shape[-2])
+    window = gaussian_window(window_size, sigma).to(x.device)
+    window = window.expand(channels, 1, window_size, window_size).contiguous()
+
+    def filt(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(t, window, groups=channels)
+
+    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
+    mu_x, mu_y = filt(x), filt(y)
+    var_x = filt(x * x) - mu_x.pow(2)
+    var_y = filt(y * y) - mu_y.pow(2)
+    cov_xy = filt(x * y) - mu_x * mu_y
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / (
+        (mu_x.pow(2) + mu_y.pow(2) + c1) * (var_x + var_y + c2))
+    return ssim_map.flatten(1).mean(1)
+
+
+def l1_error(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference per image."""
+    return (x.double() - y.double()).abs().flatten(1).mean(1)
+
+
+def to_unit_range(image: torch.Tensor) -> torch.Tensor:
+    """Map images from [-1,1] to [0,1], clamped (what PSNR/SSIM/L1 and FID are computed on)."""
+    return ((image + 1) / 2).clamp(0, 1)

@@ -1,0 +1,147 @@
+"""Metric functions on cases whose answers are known in closed form or by hand."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from faceregen.evaluation import metrics
+
+
+def random_rotation(dim: int, seed: int) -> np.ndarray:
+    q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(dim, dim)))
+    return q
+
+
+def test_frechet_distance_diagonal_closed_form():
+    mu1, mu2 = np.array([0.0, 1.0, -2.0]), np.array([1.0, 1.0, 0.0])
+    var1, var2 = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 0.25])
+    expected = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(var1) - np.sqrt(var2)) ** 2)
+    got = metrics.frechet_distance(mu1, np.diag(var1), mu2, np.diag(var2))
+    assert got == pytest.approx(expected, abs=1e-6)
+
+
+def test_frechet_distance_commuting_covariances():
+    """Shared eigenvectors Q: the trace term is sum (sqrt a - sqrt b)^2."""
+    q = random_rotation(5, seed=1)
+    a, b = np.array([0.5, 1, 2, 3, 4.0]), np.array([2, 2, 0.1, 3, 1.0])
+    mu1, mu2 = np.arange(5.0), np.arange(5.0)[::-1].copy()
+    expected = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)
+    got = metrics.frechet_distance(mu1, q @ np.diag(a) @ q.T, mu2, q @ np.diag(b) @ q.T)
+    assert got == pytest.approx(expected, abs=1e-3)
+
+
+def test_frechet_distance_identical_sets_is_zero():
+    features = np.random.default_rng(0).normal(size=(200, 16))
+    mu, sigma = metrics.gaussian_statistics(features)
+    assert metrics.frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_frechet_distance_singular_covariances_stay_finite():
+    """Fewer samples than dimensions: singular covariances, pytorch-fid's eps path."""
+    rng = np.random.default_rng(0)
+    mu1, s1 = metrics.gaussian_statistics(rng.normal(size=(4, 12)))
+    mu2, s2 = metrics.gaussian_statistics(rng.normal(size=(4, 12)) + 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        value = metrics.frechet_distance(mu1, s1, mu2, s2)
+    assert math.isfinite(value) and value > 0
+
+
+def test_gaussian_statistics_match_numpy():
+    features = np.random.default_rng(2).normal(size=(50, 3)).astype(np.float32)
+    mu, sigma = metrics.gaussian_statistics(features)
+    assert mu.dtype == np.float64 and sigma.shape == (3, 3)
+    np.testing.assert_allclose(sigma, np.cov(features.astype(np.float64), rowvar=False))
+
+
+def test_pixel_accuracy_and_miou_by_hand():
+    target = torch.tensor([[0, 0, 1, 1],
+                           [0, 0, 1, 1]])
+    pred = torch.tensor([[0, 1, 1, 1],
+                         [0, 0, 1, 2]])
+    confusion = metrics.confusion_matrix(pred, target, num_classes=4)
+    assert metrics.pixel_accuracy(confusion) == pytest.approx(6 / 8)
+    # class 0: inter 3, union 4; class 1: inter 3, union 5; class 2: inter 0, union 1;
+    # class 3 absent from both -> left out of the mean.
+    iou = metrics.per_class_iou(confusion)
+    assert iou[:3].tolist() == pytest.approx([3 / 4, 3 / 5, 0.0])
+    assert math.isnan(iou[3].item())
+    assert metrics.mean_iou(confusion) == pytest.approx((3 / 4 + 3 / 5 + 0) / 3)
+
+
+def test_confusion_accumulates_over_batches():
+    rng = torch.Generator().manual_seed(0)
+    pred = torch.randint(0, 5, (4, 8, 8), generator=rng)
+    target = torch.randint(0, 5, (4, 8, 8), generator=rng)
+    whole = metrics.confusion_matrix(pred, target, 5)
+    parts = metrics.confusion_matrix(pred[:1], target[:1], 5) + metrics.confusion_matrix(
+        pred[1:], target[1:], 5)
+    assert torch.equal(whole, parts)
+    assert whole.sum().item() == 4 * 8 * 8
+
+
+def test_perfect_segmentation():
+    target = torch.randint(0, 19, (2, 16, 16))
+    confusion = metrics.confusion_matrix(target, target, 19)
+    assert metrics.pixel_accuracy(confusion) == 1.0
+    assert metrics.mean_iou(confusion) == 1.0
+
+
+def test_attribute_confusion_by_hand():
+    predicted = torch.tensor([[1, 0, 1, 0],
+                              [1, 1, 0, 0]])
+    expected = torch.tensor([[1, 0, 0, 1],
+                             [1, 0, 0, 0]])
+    counts = metrics.attribute_confusion(predicted, expected)
+    assert counts == {"tp": 2, "tn": 3, "fp": 2, "fn": 1}
+    assert metrics.attribute_accuracy(counts) == pytest.approx(5 / 8)
+
+
+def test_psnr_identical_is_inf_and_known_case():
+    x = torch.rand(2, 3, 16, 16)
+    assert torch.isinf(metrics.psnr(x, x)).all()
+    zeros, tenth = torch.zeros(1, 3, 8, 8), torch.full((1, 3, 8, 8), 0.1)
+    assert metrics.psnr(zeros, tenth).item() == pytest.approx(20.0)
+
+
+def test_ssim_identical_is_one():
+    x = torch.rand(3, 3, 32, 32)
+    assert metrics.ssim(x, x).tolist() == pytest.approx([1.0] * 3)
+
+
+def test_ssim_constant_images_closed_form():
+    """Zero variance and covariance: SSIM = (2ab + C1) / (a^2 + b^2 + C1)."""
+    a, b = 0.2, 0.7
+    c1 = 0.01**2
+    x, y = torch.full((1, 1, 20, 20), a), torch.full((1, 1, 20, 20), b)
+    assert metrics.ssim(x, y).item() == pytest.approx((2 * a * b + c1) / (a * a + b * b + c1))
+
+
+def test_ssim_matches_direct_window_loop():
+    rng = np.random.default_rng(0)
+    x, y = rng.random((13, 14)), rng.random((13, 14))
+    y = 0.6 * x + 0.4 * y
+    w = metrics.gaussian_window(11, 1.5).numpy()
+    c1, c2 = 0.01**2, 0.03**2
+    values = []
+    for i in range(13 - 10):
+        for j in range(14 - 10):
+            px, py = x[i:i + 11, j:j + 11], y[i:i + 11, j:j + 11]
+            mx, my = (w * px).sum(), (w * py).sum()
+            vx, vy = (w * (px - mx) ** 2).sum(), (w * (py - my) ** 2).sum()
+            cxy = (w * (px - mx) * (py - my)).sum()
+            values.append((2 * mx * my + c1) * (2 * cxy + c2)
+                          / ((mx**2 + my**2 + c1) * (vx + vy + c2)))
+    got = metrics.ssim(torch.from_numpy(x)[None, None], torch.from_numpy(y)[None, None])
+    assert got.item() == pytest.approx(float(np.mean(values)), abs=1e-9)
+
+
+def test_l1_and_unit_range():
+    x = torch.tensor([-1.0, 0.0, 1.0, 3.0]).reshape(1, 1, 2, 2)
+    assert metrics.to_unit_range(x).flatten().tolist() == [0.0, 0.5, 1.0, 1.0]
+    assert metrics.l1_error(torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2)).item() == 1.0
