@@ -1,0 +1,15 @@
+"""Losses as small functions (and one frozen module): the trainer weights and sums them."""
+
+from faceregen.losses.feature_matching import feature_matching_loss
+from faceregen.losses.gan import GAN_MODES, gan_loss
+from faceregen.losses.gradient_penalty import GP_MODES, gradient_penalty
+from faceregen.losses.perceptual import (
+    VGGPerceptualLoss,
+    check_vgg_weights,
+    hub_cache_file,
+    load_vgg19_features,
+)
+
+__all__ = ["GAN_MODES", "GP_MODES", "VGGPerceptualLoss", "check_vgg_weights",
+           "feature_matching_loss", "gan_loss", "gradient_penalty", "hub_cache_file",
+           "load_vgg19_features"]

@@ -1,0 +1,44 @@
+"""Discriminator gradient penalties: WGAN-GP (SPEC default) and R1."""
+
+from __future__ import annotations
+
+import torch
+
+GP_MODES = ("wgan-gp", "r1")
+
+
+def gradient_penalty(discriminator, real_image: torch.Tensor, fake_image: torch.Tensor | None,
+                     label_onehot: torch.Tensor, mode: str = "wgan-gp") -> torch.Tensor:
+    """Penalty on the gradient of every discriminator scale with respect to the image.
+
+    ``wgan-gp``: x = alpha * real + (1 - alpha) * fake with alpha ~ U(0, 1) per sample, the label
+    channels unchanged; per scale, the patch outputs are summed per sample, the gradient taken
+    w.r.t. x and (||grad||_2 - 1)^2 averaged over samples. ``r1``: zero-centred ||grad||_2^2 on
+    the real images (``fake_image`` unused). The per-scale penalties are **averaged** over the
+    scales (as the adversarial loss is), so lambda_gp means the same for any num_D. The graph is
+    kept (create_graph) so that the penalty trains the discriminator. The label channels get no
+    gradient penalty: they are the condition, not the sample. Run it outside autocast: the
+    double backward is fragile in float16.
+    """
+    if mode not in GP_MODES:
+        raise ValueError(f"gradient penalty mode must be one of {GP_MODES}, got {mode!r}")
+    real_image = real_image.detach()
+    if mode == "wgan-gp":
+        alpha = torch.rand(real_image.shape[0], 1, 1, 1, device=real_image.device,
+                           dtype=real_image.dtype)
+        image = alpha * real_image + (1 - alpha) * fake_image.detach()
+    else:
+        image = real_image
+    image = image.requires_grad_(True)
+    outputs = discriminator(torch.cat([label_onehot.detach(), image], dim=1))
+
+    penalties = []
+    for scale in outputs:
+        pred = scale[-1] if isinstance(scale, (list, tuple)) else scale
+        (grad,) = torch.autograd.grad(pred.sum(), image, create_graph=True)
+        squared_norm = grad.flatten(1).pow(2).sum(dim=1)
+        if mode == "wgan-gp":
+            penalties.append((squared_norm.add(1e-12).sqrt() - 1).pow(2).mean())
+        else:
+            penalties.append(squared_norm.mean())
+    return torch.stack(penalties).mean()

@@ -1,0 +1,168 @@
+"""VGG19 perceptual loss and the lookup of its ImageNet weights (SPEC section 5)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from faceregen.errors import FaceregenError
+
+logger = logging.getLogger("faceregen.losses")
+
+VGG_WEIGHTS = ("imagenet", "random")
+VGG19_FILE = "vgg19-dcbb9e9d.pth"
+VGG19_URL = f"https://download.pytorch.org/models/{VGG19_FILE}"
+# Indices of relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 in torchvision's vgg19().features.
+VGG19_SLICE_ENDS = (2, 7, 12, 21, 30)
+VGG19_LAYER_WEIGHTS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+RANDOM_VGG_SEED = 0
+
+
+def hub_cache_file() -> Path:
+    """Where torchvision keeps the downloaded VGG19 weights."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / VGG19_FILE
+
+
+def _download(url: str, destination: Path) -> None:
+    """Fetch ``url`` into ``destination`` (torch.hub writes a temp file and renames it)."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    torch.hub.download_url_to_file(url, str(destination), hash_prefix=VGG19_FILE[6:14])
+
+
+def _check_weights_name(weights: str) -> None:
+    if weights not in VGG_WEIGHTS:
+        raise FaceregenError(f"loss.vgg.weights must be one of {VGG_WEIGHTS}, got {weights!r}")
+
+
+def check_vgg_weights(weights: str = "imagenet", path: str | os.PathLike | None = None
+                      ) -> Path | None:
+    """Resolve the VGG19 weight file without building the network; None for random weights.
+
+    Order: the configured ``path``, the torch hub cache, a download into the hub cache. Raises
+    FaceregenError naming the missing file and where to put it. The trainer calls this at
+    start-up, before any training work.
+    """
+    _check_weights_name(weights)
+    if weights == "random":
+        return None
+    tried = []
+    if path is not None:
+        configured = Path(path).expanduser()
+        if configured.is_file():
+            return configured
+        tried.append(f"loss.vgg.path={configured} (no such file)")
+        logger.warning("loss.vgg.path=%s does not exist; trying the torch hub cache", configured)
+    cached = hub_cache_file()
+    if cached.is_file():
+        return cached
+    tried.append(f"{cached} (not in the torch hub cache)")
+    try:
+        _download(VGG19_URL, cached)
+    except Exception as exc:  # no network, proxy, disk full, hash mismatch: all the same to users
+        tried.append(f"download from {VGG19_URL} failed: {exc}")
+    else:
+        if cached.is_file():
+            return cached
+        tried.append(f"download from {VGG19_URL} left no file at {cached}")
+    raise FaceregenError(
+        f"the ImageNet VGG19 weights for the perceptual loss ({VGG19_FILE}) were not found: "
+        + "; ".join(tried)
+        + f". Put torchvision's {VGG19_FILE} at {cached}, or pass loss.vgg.path=/path/to/"
+        f"{VGG19_FILE}; or run offline with loss.vgg.weights=random (a randomly initialised VGG19)")
+
+
+def _vgg19_features_layers() -> nn.Sequential:
+    """torchvision's vgg19().features architecture, without building the 120M-param classifier."""
+    from torchvision.models.vgg import cfgs, make_layers
+
+    return make_layers(cfgs["E"], batch_norm=False)
+
+
+def load_vgg19_features(weights: str = "imagenet", path: str | os.PathLike | None = None
+                        ) -> nn.Sequential:
+    """torchvision's VGG19 ``features`` with ImageNet weights (or a fixed-seed random init).
+
+    Random weights use torchvision's own VGG init from a fixed seed, so that the loss is the same
+    function in every run and after a resume.
+    """
+    _check_weights_name(weights)
+    features = _vgg19_features_layers()
+    if weights == "random":
+        logger.warning(
+            "the perceptual loss uses a randomly initialised VGG19 (loss.vgg.weights=random); "
+            "put the ImageNet weights in place and set loss.vgg.weights=imagenet for real runs")
+        generator = torch.Generator().manual_seed(RANDOM_VGG_SEED)
+        for module in features.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu",
+                                        generator=generator)
+                nn.init.zeros_(module.bias)
+        return features
+
+    file = check_vgg_weights(weights, path)
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise FaceregenError(f"could not read the VGG19 weights {file}: {exc}") from exc
+    prefix = "features."
+    feature_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    try:
+        features.load_state_dict(feature_state)
+    except RuntimeError as exc:
+        raise FaceregenError(
+            f"{file} is not a torchvision vgg19 state_dict ({VGG19_FILE}): {exc}") from exc
+    return features
+
+
+class VGGPerceptualLoss(nn.Module):
+    """L1 between VGG19 relu1_1..relu5_1 features of two images in [-1, 1].
+
+    Layer weights 1/32, 1/16, 1/8, 1/4, 1 (pix2pixHD); inputs are mapped to [0, 1] and
+    normalised with the ImageNet mean and std. The network is frozen and stays in eval mode.
+    The whole batch goes through at once (the report's code looped over samples); the target
+    goes through under no_grad, which costs the same forward work as concatenating it with the
+    fake batch but saves its activations and its half of the backward pass.
+    lambda_vgg is applied by the caller.
+    """
+
+    def __init__(self, weights: str = "imagenet", path: str | os.PathLike | None = None):
+        super().__init__()
+        features = load_vgg19_features(weights, path)
+        starts = (0, *VGG19_SLICE_ENDS[:-1])
+        self.slices = nn.ModuleList(
+            nn.Sequential(*features[start:end]) for start, end in zip(starts, VGG19_SLICE_ENDS))
+        self.layer_weights = VGG19_LAYER_WEIGHTS
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1),
+                             persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1),
+                             persistent=False)
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> VGGPerceptualLoss:
+        """Stays in eval mode whatever the trainer asks: the loss network is fixed."""
+        return super().train(False)
+
+    def _features(self, image: torch.Tensor) -> list[torch.Tensor]:
+        h = ((image + 1) / 2 - self.mean) / self.std
+        outputs = []
+        for block in self.slices:
+            h = block(h)
+            outputs.append(h)
+        return outputs
+
+    def forward(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            real_features = self._features(real)
+        fake_features = self._features(fake)
+        loss = fake.new_zeros(())
+        for weight, f, r in zip(self.layer_weights, fake_features, real_features):
+            loss = loss + weight * F.l1_loss(f, r.detach())
+        return loss

@@ -1,0 +1,145 @@
+"""pix2pixHD global generator whose residual blocks optionally use AdaIN (SPEC section 4).
+
+Style-parameter layout (the ``style`` argument of :meth:`GlobalGenerator.forward`, shape
+[B, num_style_params], C = bottleneck channels = ngf * 2**n_downsample)::
+
+    block 0: [mean of norm 1 (C) | std offset of norm 1 (C) | mean of norm 2 (C) | std offset 2 (C)]
+    block 1: same, and so on for the n_blocks residual blocks, in forward order.
+
+Each AdaIN uses sigma = 1 + std offset, so a zero style vector means "instance norm, unit std,
+zero mean" and a style encoder whose head starts near zero starts with sigma near 1.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from faceregen.errors import FaceregenError
+from faceregen.models.networks.init import init_weights
+from faceregen.models.networks.normalization import AdaIN
+
+UPSAMPLE_MODES = ("transpose", "resize")
+
+
+class ResnetBlock(nn.Module):
+    """conv3x3-norm-ReLU-conv3x3-norm plus the input, reflection padding.
+
+    norm = AdaIN (parameters passed to forward) when ``use_style``, else InstanceNorm without
+    affine parameters (the pix2pixHD baseline).
+    """
+
+    def __init__(self, channels: int, use_style: bool):
+        super().__init__()
+        self.channels = channels
+        self.use_style = use_style
+        self.conv1 = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3))
+        self.conv2 = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3))
+        if use_style:
+            self.norm1, self.norm2 = AdaIN(), AdaIN()
+        else:
+            self.norm1 = nn.InstanceNorm2d(channels, affine=False)
+            self.norm2 = nn.InstanceNorm2d(channels, affine=False)
+        self.act = nn.ReLU()
+
+    @property
+    def num_style_params(self) -> int:
+        return 4 * self.channels if self.use_style else 0
+
+    def _norm(self, norm: nn.Module, x: torch.Tensor, params: torch.Tensor | None) -> torch.Tensor:
+        if params is None:
+            return norm(x)
+        mean, std_offset = params.chunk(2, dim=1)
+        return norm(x, mean, 1 + std_offset)
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
+        params1 = params2 = None
+        if self.use_style:
+            params1, params2 = style.chunk(2, dim=1)
+        h = self.act(self._norm(self.norm1, self.conv1(x), params1))
+        h = self._norm(self.norm2, self.conv2(h), params2)
+        return x + h
+
+
+class GlobalGenerator(nn.Module):
+    """pix2pixHD's global generator: label map (one-hot) -> image in [-1, 1].
+
+    c7s1-ngf, ``n_downsample`` stride-2 3x3 convs doubling channels, ``n_blocks`` residual blocks,
+    mirrored upsampling (``"transpose"``: ConvTranspose2d 3x3 s2; ``"resize"``: nearest x2 then
+    conv3x3, free of checkerboard artefacts), c7s1-``out_channels``, tanh. InstanceNorm without
+    affine and ReLU after every conv outside the blocks except the last.
+    """
+
+    def __init__(self, label_classes: int = 19, out_channels: int = 3, ngf: int = 64,
+                 n_downsample: int = 4, n_blocks: int = 4, use_style: bool = True,
+                 upsample: str = "transpose"):
+        super().__init__()
+        if upsample not in UPSAMPLE_MODES:
+            raise FaceregenError(
+                f"model.generator.upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
+        self.label_classes = label_classes
+        self.n_downsample = n_downsample
+        self.use_style = use_style
+
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(3), nn.Conv2d(label_classes, ngf, 7),
+            nn.InstanceNorm2d(ngf, affine=False), nn.ReLU()]
+        channels = ngf
+        for _ in range(n_downsample):
+            layers += [nn.Conv2d(channels, channels * 2, 3, stride=2, padding=1),
+                       nn.InstanceNorm2d(channels * 2, affine=False), nn.ReLU()]
+            channels *= 2
+        self.encoder = nn.Sequential(*layers)
+        self.bottleneck_channels = channels
+
+        self.blocks = nn.ModuleList(ResnetBlock(channels, use_style) for _ in range(n_blocks))
+
+        layers = []
+        for _ in range(n_downsample):
+            if upsample == "transpose":
+                layers.append(nn.ConvTranspose2d(channels, channels // 2, 3, stride=2, padding=1,
+                                                 output_padding=1))
+            else:
+                layers += [nn.Upsample(scale_factor=2, mode="nearest"),
+                           nn.Conv2d(channels, channels // 2, 3, padding=1)]
+            layers += [nn.InstanceNorm2d(channels // 2, affine=False), nn.ReLU()]
+            channels //= 2
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(channels, out_channels, 7), nn.Tanh()]
+        self.decoder = nn.Sequential(*layers)
+        init_weights(self)
+
+    @property
+    def num_style_params(self) -> int:
+        """n_blocks * 2 norms * (mean, std) * bottleneck channels; 0 without style."""
+        return sum(block.num_style_params for block in self.blocks)
+
+    def forward(self, label_onehot: torch.Tensor, style: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        height, width = label_onehot.shape[-2:]
+        divisor = 2 ** self.n_downsample
+        if height % divisor or width % divisor:
+            raise FaceregenError(
+                f"input size {height}x{width} is not divisible by 2**n_downsample = {divisor}; "
+                f"use an image size that is a multiple of {divisor}")
+        if label_onehot.shape[1] != self.label_classes:
+            raise FaceregenError(
+                f"the generator expects {self.label_classes} label channels, "
+                f"got {label_onehot.shape[1]}")
+        if self.use_style:
+            if style is None:
+                raise FaceregenError(
+                    "this generator uses AdaIN and needs a style vector from the style encoder "
+                    "(a reference image and its label map)")
+            if style.shape[-1] != self.num_style_params:
+                raise FaceregenError(
+                    f"style vector has {style.shape[-1]} values, the generator needs "
+                    f"{self.num_style_params}")
+            block_styles = style.reshape(style.shape[0], -1).split(
+                [b.num_style_params for b in self.blocks], dim=1)
+        else:
+            block_styles = [None] * len(self.blocks)
+
+        h = self.encoder(label_onehot)
+        for block, block_style in zip(self.blocks, block_styles):
+            h = block(h, block_style)
+        return self.decoder(h)
