@@ -44,7 +44,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         state = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise FaceregenError(f"{path}: not a loadable faceregen checkpoint ({first_line})") from None
+        raise FaceregenError(
+            f"{path}: not a loadable faceregen checkpoint ({first_line})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise FaceregenError(f"{path}: not a faceregen checkpoint (expected format {FORMAT})")
     return state

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from faceregen.errors import FaceregenError
@@ -46,7 +46,8 @@ def user_errors() -> Iterator[None]:
         sys.exit(2)
 
 
-def _hydra_app(config_name: str, task: Callable, argv: list[str]) -> None:
+def _hydra_app(config_name: str, task: str, argv: list[str]) -> None:
+    """Run ``task`` ("module:function", imported lazily) as a Hydra app on ``argv``."""
     import hydra
     from hydra.core.hydra_config import HydraConfig
 
@@ -54,23 +55,21 @@ def _hydra_app(config_name: str, task: Callable, argv: list[str]) -> None:
 
     @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=config_name)
     def app(cfg) -> None:
+        module_name, func_name = task.split(":")
         with user_errors():
-            task(cfg, Path(HydraConfig.get().runtime.output_dir))
+            func = getattr(importlib.import_module(module_name), func_name)
+            func(cfg, Path(HydraConfig.get().runtime.output_dir))
 
     sys.argv = [f"faceregen-{config_name}", *argv]
     app()
 
 
 def train_main(argv: list[str]) -> None:
-    from faceregen.train.trainer import train
-
-    _hydra_app("train", train, argv)
+    _hydra_app("train", "faceregen.train.trainer:train", argv)
 
 
 def eval_main(argv: list[str]) -> None:
-    from faceregen.evaluation.runner import evaluate
-
-    _hydra_app("eval", evaluate, argv)
+    _hydra_app("eval", "faceregen.evaluation.runner:evaluate", argv)
 
 
 def main(argv: list[str] | None = None) -> None:

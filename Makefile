@@ -1,0 +1,35 @@
+# The README's two commands: `make demo` (the main job on the embedded offline default) and
+# `make test` (lint + the whole test suite). Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.faceregen-installed
+DEMO := checkpoints/demo
+
+.PHONY: demo test install clean-demo bench
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/faceregen train hydra.run.dir=$(DEMO)/train trainer.resume=auto
+	$(BIN)/faceregen eval ckpt=$(DEMO)/train/checkpoints/last.pt hydra.run.dir=$(DEMO)/eval
+	$(BIN)/faceregen regen --ckpt $(DEMO)/train/checkpoints/last.pt \
+		--mask $$(ls data/synthetic/prepared-64/labels/*.png | head -1) \
+		--ref $$(ls data/synthetic/prepared-64/images/* | sed -n 2p) \
+		--out $(DEMO)/regen.png --compare
+	@echo "results: $(DEMO)/train (samples, tb, checkpoints), $(DEMO)/eval/table.md, $(DEMO)/regen_compare.png"
+
+test: $(STAMP)
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python scripts/bench.py
+
+clean-demo:
+	rm -rf $(DEMO)
