@@ -1,0 +1,288 @@
+"""Properties of the generator, style encoder, discriminator and build_networks (tiny sizes)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_module
+from torch import nn
+
+import faceregen.config  # noqa: F401  (registers the config schemas)
+from faceregen.errors import FaceregenError
+from faceregen.models import Networks, build_networks, generate
+from faceregen.models.networks import (
+    AdaIN,
+    GlobalGenerator,
+    MultiScaleDiscriminator,
+    SFTLayer,
+    StyleEncoder,
+    init_weights,
+)
+
+LABELS = 19
+
+
+def one_hot_labels(batch: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.randint(0, LABELS, (batch, height // 8, width // 8), generator=g)
+    onehot = F.one_hot(coarse, LABELS).permute(0, 3, 1, 2).float()
+    return F.interpolate(onehot, size=(height, width), mode="nearest")
+
+
+def images(batch: int, height: int, width: int, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, 3, height, width, generator=g) * 2 - 1
+
+
+def count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+# --- generator and encoder shapes ---------------------------------------------------------------
+
+@pytest.mark.parametrize("height,width,n_downsample,upsample,use_style", [
+    (32, 32, 2, "transpose", True),
+    (64, 64, 3, "resize", True),
+    (96, 96, 3, "transpose", False),
+    (32, 64, 2, "resize", False),
+    (64, 96, 3, "transpose", True),
+    (96, 32, 2, "resize", True),
+])
+def test_generator_output_shape(height, width, n_downsample, upsample, use_style):
+    generator = GlobalGenerator(LABELS, 3, ngf=8, n_downsample=n_downsample, n_blocks=2,
+                                use_style=use_style, upsample=upsample)
+    encoder = StyleEncoder(LABELS, 3, generator.num_style_params) if use_style else None
+    label = one_hot_labels(2, height, width)
+    out = generate(generator, encoder, label, images(2, height, width), label)
+    assert out.shape == (2, 3, height, width)
+    assert out.abs().max() <= 1
+    if use_style:
+        assert generator.num_style_params == 2 * 2 * 2 * 8 * 2 ** n_downsample
+    else:
+        assert generator.num_style_params == 0
+
+
+def test_size_not_divisible_by_downsampling_fails_with_message():
+    generator = GlobalGenerator(LABELS, 3, ngf=8, n_downsample=3, n_blocks=1, use_style=False)
+    with pytest.raises(FaceregenError, match=r"36x32 .*2\*\*n_downsample = 8"):
+        generator(one_hot_labels(1, 36, 32))
+
+
+def test_style_generator_without_style_fails_clearly():
+    generator = GlobalGenerator(LABELS, 3, ngf=8, n_downsample=2, n_blocks=1, use_style=True)
+    with pytest.raises(FaceregenError, match="needs a style vector"):
+        generator(one_hot_labels(1, 32, 32))
+    with pytest.raises(FaceregenError, match="reference"):
+        generate(generator, StyleEncoder(LABELS, 3, generator.num_style_params),
+                 one_hot_labels(1, 32, 32))
+
+
+def test_zero_style_equals_the_instance_norm_baseline():
+    """AdaIN with mean 0 and sigma 1 + 0 is InstanceNorm: same weights, same output."""
+    torch.manual_seed(0)
+    styled = GlobalGenerator(LABELS, 3, ngf=8, n_downsample=2, n_blocks=2, use_style=True)
+    baseline = GlobalGenerator(LABELS, 3, ngf=8, n_downsample=2, n_blocks=2, use_style=False)
+    baseline.load_state_dict(styled.state_dict())
+    label = one_hot_labels(2, 32, 32)
+    zero_style = torch.zeros(2, styled.num_style_params)
+    torch.testing.assert_close(styled(label, zero_style), baseline(label), atol=1e-6, rtol=0)
+
+
+def test_style_vector_layout():
+    """Block k, norm j uses style[:, 4Ck + 2C(j-1) : ...] as (mean, sigma - 1)."""
+    generator = GlobalGenerator(LABELS, 3, ngf=4, n_downsample=2, n_blocks=3, use_style=True)
+    c = generator.bottleneck_channels
+    style = torch.randn(2, generator.num_style_params, dtype=torch.float64)
+    generator.double()
+    captured = {}
+    generator.blocks[1].norm2.register_forward_hook(lambda m, i, o: captured.update(out=o))
+    generator(one_hot_labels(2, 32, 32).double(), style)
+    offset = 4 * c * 1 + 2 * c
+    mean, std_offset = style[:, offset:offset + c], style[:, offset + c:offset + 2 * c]
+    var, mu = torch.var_mean(captured["out"], dim=(2, 3), correction=0)
+    torch.testing.assert_close(mu, mean, atol=1e-6, rtol=0)
+    # small pre-norm variance (N(0, 0.02) convs): eps=1e-5 shrinks sigma by a few 1e-4 relative
+    torch.testing.assert_close(var.sqrt(), (1 + std_offset).abs(), atol=0, rtol=2e-3)
+
+
+def test_style_encoder_output_and_initial_sigma_near_one():
+    encoder = StyleEncoder(LABELS, 3, num_style_params=64)
+    style = encoder(images(2, 32, 32), one_hot_labels(2, 32, 32))
+    assert style.shape == (2, 64)
+    assert style.abs().max() < 0.5  # (mean, sigma - 1) start near zero: sigma near 1
+    assert not torch.allclose(style[0], style[1])  # and already depend on the reference
+
+
+def test_style_encoder_rejects_tiny_references():
+    encoder = StyleEncoder(LABELS, 3, num_style_params=16)
+    with pytest.raises(FaceregenError, match="at least 32x32"):
+        encoder(images(1, 16, 16), one_hot_labels(1, 16, 16))
+
+
+def test_second_conv_skip_changes_the_graph():
+    torch.manual_seed(0)
+    with_skip = StyleEncoder(LABELS, 3, num_style_params=32, second_conv_skip=True)
+    without_skip = StyleEncoder(LABELS, 3, num_style_params=32, second_conv_skip=False)
+    # the skip is a 1x1 conv from the second conv's 32 channels to 64, with bias
+    assert count(with_skip) - count(without_skip) == 32 * 64 + 64
+    missing = without_skip.load_state_dict(with_skip.state_dict(), strict=False)
+    assert set(missing.unexpected_keys) == {"skip_projection.weight", "skip_projection.bias"}
+    ref, label = images(2, 32, 32), one_hot_labels(2, 32, 32)
+    assert not torch.allclose(with_skip(ref, label), without_skip(ref, label))
+
+
+# --- AdaIN, SFT, init ---------------------------------------------------------------------------
+
+def test_adain_output_has_the_predicted_statistics():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 5, 8, 8, generator=g) * 3 + 2
+    mean = torch.randn(3, 5, generator=g)
+    std = torch.rand(3, 5, generator=g) * 2 + 0.1
+    out = AdaIN()(x, mean, std)
+    var, mu = torch.var_mean(out, dim=(2, 3), correction=0)
+    torch.testing.assert_close(mu, mean, atol=1e-4, rtol=0)
+    torch.testing.assert_close(var.sqrt(), std, atol=1e-4, rtol=0)
+
+
+def test_sft_plus_one_is_the_identity_at_initialisation():
+    encoder = StyleEncoder(LABELS, 3, num_style_params=16, sft_mode="plus_one")
+    features, cond = torch.randn(2, 64, 8, 8), torch.randn(2, 64, 8, 8)
+    for sft in (encoder.sft1, encoder.sft2):
+        assert torch.equal(sft(features, cond), features)
+    report = StyleEncoder(LABELS, 3, num_style_params=16, sft_mode="report")
+    assert not torch.allclose(report.sft1(features, cond), features)
+
+
+def test_sft_formula():
+    sft = SFTLayer(4, 3, 8, mode="report")
+    features, cond = torch.randn(2, 4, 5, 5), torch.randn(2, 3, 5, 5)
+    gamma, beta = sft.gamma(cond), sft.beta(cond)
+    torch.testing.assert_close(sft(features, cond), features * gamma + beta)
+    sft.mode = "plus_one"
+    torch.testing.assert_close(sft(features, cond), features * (1 + gamma) + beta)
+
+
+def test_init_covers_transposed_convs_and_affine_norms():
+    torch.manual_seed(0)
+    generator = GlobalGenerator(LABELS, 3, ngf=32, n_downsample=2, n_blocks=1, use_style=False)
+    transposed = [m for m in generator.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert transposed
+    for module in transposed:
+        assert abs(module.weight.std().item() - 0.02) < 0.002
+        assert torch.all(module.bias == 0)
+    norm = init_weights(nn.Sequential(nn.InstanceNorm2d(512, affine=True), nn.BatchNorm2d(512)))
+    for module in norm:
+        assert abs(module.weight.mean().item() - 1) < 0.005
+        assert abs(module.weight.std().item() - 0.02) < 0.005
+
+
+# --- closed-form parameter counts ---------------------------------------------------------------
+
+def generator_param_count(labels, out, ngf, n_downsample, n_blocks):
+    """c7s1: 49*L*ngf + ngf. Each down (c -> 2c, 3x3) and its mirrored up (2c -> c): 18c^2 + 2c
+    and 18c^2 + c. Each residual block: 2 * (9C^2 + C), C = ngf * 2**n_downsample (AdaIN and
+    InstanceNorm have no parameters). Last c7s1: 49*ngf*out + out."""
+    total = 49 * labels * ngf + ngf + 49 * ngf * out + out
+    for i in range(n_downsample):
+        c = ngf * 2 ** i
+        total += (18 * c * c + 2 * c) + (18 * c * c + c)
+    big = ngf * 2 ** n_downsample
+    return total + n_blocks * 2 * (9 * big * big + big)
+
+
+def discriminator_param_count(in_channels, ndf, n_layers, num_D):
+    """Per scale, conv4 layers with biases: in -> c_0 = ndf, c_{n-1} -> c_n = min(ndf 2^n, 512)
+    for n = 1..n_layers (the last one stride 1), c_{n_layers} -> 1: sum 16 a b + b."""
+    channels = [in_channels] + [min(ndf * 2 ** n, 512) for n in range(n_layers + 1)] + [1]
+    per_scale = sum(16 * a * b + b for a, b in zip(channels[:-1], channels[1:]))
+    return num_D * per_scale
+
+
+@pytest.mark.parametrize("ngf,n_downsample,n_blocks,upsample", [
+    (8, 2, 1, "transpose"), (16, 3, 2, "resize")])
+def test_generator_parameter_count(ngf, n_downsample, n_blocks, upsample):
+    for use_style in (True, False):
+        generator = GlobalGenerator(LABELS, 3, ngf, n_downsample, n_blocks, use_style, upsample)
+        assert count(generator) == generator_param_count(LABELS, 3, ngf, n_downsample, n_blocks)
+    if (ngf, n_downsample, n_blocks) == (8, 2, 1):
+        assert generator_param_count(LABELS, 3, 8, 2, 1) == (
+            49 * 19 * 8 + 8 + 49 * 8 * 3 + 3
+            + (18 * 64 + 16) + (18 * 64 + 8) + (18 * 256 + 32) + (18 * 256 + 16)
+            + 2 * (9 * 32 * 32 + 32))
+
+
+@pytest.mark.parametrize("ndf,n_layers,num_D", [(8, 3, 2), (64, 4, 1)])
+def test_discriminator_parameter_count(ndf, n_layers, num_D):
+    discriminator = MultiScaleDiscriminator(LABELS, 3, ndf, n_layers, num_D)
+    assert count(discriminator) == discriminator_param_count(LABELS + 3, ndf, n_layers, num_D)
+    if (ndf, n_layers) == (64, 4):  # channels 64, 128, 256, 512, 512 (capped), 1
+        assert count(discriminator) == (
+            16 * 22 * 64 + 64 + 16 * 64 * 128 + 128 + 16 * 128 * 256 + 256
+            + 16 * 256 * 512 + 512 + 16 * 512 * 512 + 512 + 16 * 512 + 1)
+
+
+# --- discriminator ------------------------------------------------------------------------------
+
+def conv_out(size, stride):
+    return (size + 2 * 2 - 4) // stride + 1
+
+
+@pytest.mark.parametrize("height,width", [(32, 32), (64, 48)])
+def test_discriminator_scales_and_features(height, width):
+    n_layers, num_D = 3, 3
+    discriminator = MultiScaleDiscriminator(LABELS, 3, ndf=8, n_layers=n_layers, num_D=num_D)
+    x = torch.cat([one_hot_labels(2, height, width), images(2, height, width)], dim=1)
+    outputs = discriminator(x)
+    assert len(outputs) == num_D
+    h, w = height, width
+    for scale in outputs:  # full resolution first, then halved (ceil, AvgPool 3/2/1)
+        assert len(scale) == n_layers + 2
+        assert [f.shape[1] for f in scale] == [8, 16, 32, 64, 1]
+        eh, ew = h, w
+        for stride in (2,) * n_layers + (1, 1):
+            eh, ew = conv_out(eh, stride), conv_out(ew, stride)
+        assert scale[-1].shape == (2, 1, eh, ew)
+        h, w = (h + 1) // 2, (w + 1) // 2
+
+
+# --- build_networks from the composed configs ---------------------------------------------------
+
+SMALL = ["model.generator.ngf=8", "model.generator.n_downsample=2", "model.generator.n_blocks=1",
+         "model.discriminator.ndf=8", "model.discriminator.num_D=2"]
+
+
+def compose_train(overrides):
+    with initialize_config_module(version_base="1.3", config_module="faceregen.configs"):
+        return compose(config_name="train", overrides=overrides)
+
+
+@pytest.mark.parametrize("extra,styled", [
+    ([], True),
+    (["+experiment=synthetic_baseline"], False),
+    (["model.generator.upsample=resize", "model.style_encoder.sft_mode=report",
+      "model.style_encoder.second_conv_skip=false"], True),
+])
+def test_build_networks_from_composed_config(extra, styled):
+    cfg = compose_train(extra + SMALL)
+    nets = build_networks(cfg.model)
+    assert isinstance(nets, Networks)
+    assert isinstance(nets.generator, GlobalGenerator)
+    assert isinstance(nets.discriminator, MultiScaleDiscriminator)
+    assert len(nets.discriminator.discriminators) == 2
+    label, ref = one_hot_labels(1, 32, 32), images(1, 32, 32)
+    if styled:
+        assert isinstance(nets.style_encoder, StyleEncoder)
+        assert nets.style_encoder.num_style_params == nets.generator.num_style_params == 4 * 32
+        assert nets.style_encoder.head.out_channels == nets.generator.num_style_params
+    else:
+        assert nets.style_encoder is None and nets.generator.num_style_params == 0
+    assert generate(nets.generator, nets.style_encoder, label, ref, label).shape == (1, 3, 32, 32)
+    expected = count(nets.generator) + (count(nets.style_encoder) if styled else 0)
+    assert sum(p.numel() for p in nets.generator_parameters()) == expected
+
+
+def test_build_networks_rejects_inconsistent_style_settings():
+    cfg = compose_train(SMALL + ["model.generator.use_style=false"])
+    with pytest.raises(FaceregenError, match="use_style is false"):
+        build_networks(cfg.model)
