@@ -1,0 +1,270 @@
+"""Losses on hand-made inputs and functions with known gradients; VGG weight lookup offline."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from faceregen.errors import FaceregenError
+from faceregen.losses import (
+    VGGPerceptualLoss,
+    check_vgg_weights,
+    feature_matching_loss,
+    gan_loss,
+    gradient_penalty,
+    load_vgg19_features,
+    perceptual,
+)
+
+# --- adversarial --------------------------------------------------------------------------------
+
+FEATURE = torch.zeros(1, 2, 3, 3)  # intermediate features: ignored by gan_loss
+PREDS = [[FEATURE, torch.full((2, 1, 3, 3), 0.5)], [FEATURE, torch.full((2, 1, 2, 2), -1.0)]]
+
+
+def softplus(x: float) -> float:
+    return math.log1p(math.exp(x))
+
+
+@pytest.mark.parametrize("mode,real,fake,generator", [
+    # per scale 0.5 and -1, averaged over the two scales
+    ("lsgan", ((0.5 - 1) ** 2 + (-1 - 1) ** 2) / 2, (0.5 ** 2 + 1 ** 2) / 2,
+     ((0.5 - 1) ** 2 + (-1 - 1) ** 2) / 2),
+    ("bce", (softplus(-0.5) + softplus(1.0)) / 2, (softplus(0.5) + softplus(-1.0)) / 2,
+     (softplus(-0.5) + softplus(1.0)) / 2),
+    ("hinge", (0.5 + 2.0) / 2, (1.5 + 0.0) / 2, -(0.5 - 1.0) / 2),
+])
+def test_gan_loss_hand_made(mode, real, fake, generator):
+    assert gan_loss(PREDS, True, mode) == pytest.approx(real)
+    assert gan_loss(PREDS, False, mode) == pytest.approx(fake)
+    assert gan_loss(PREDS, True, mode, for_discriminator=False) == pytest.approx(generator)
+    flat = [scale[-1] for scale in PREDS]
+    assert gan_loss(flat, True, mode) == pytest.approx(real)
+
+
+def test_gan_loss_rejects_unknown_mode_and_fake_hinge_generator():
+    with pytest.raises(ValueError, match="lsgan"):
+        gan_loss(PREDS, True, "wgan")
+    with pytest.raises(ValueError, match="target_is_real"):
+        gan_loss(PREDS, False, "hinge", for_discriminator=False)
+
+
+# --- feature matching ---------------------------------------------------------------------------
+
+def test_feature_matching_weights_and_detach():
+    """3 intermediate features per scale, 2 scales, every |fake - real| = 0.5: each term is
+    weighted 4 / 3 / 2, so the sum is 4 * 0.5 whatever n_layers and num_D are."""
+    real = [[torch.zeros(2, 4, 5, 5, requires_grad=True) for _ in range(3)] + [torch.zeros(2, 1)]
+            for _ in range(2)]
+    fake = [[torch.full((2, 4, 5, 5), 0.5, requires_grad=True) for _ in range(3)]
+            + [torch.full((2, 1), 100.0)] for _ in range(2)]
+    loss = feature_matching_loss(fake, real)
+    assert loss.item() == pytest.approx(2.0)
+    loss.backward()
+    assert all(f.grad is None for scale in real for f in scale[:-1])
+    assert fake[0][0].grad is not None
+
+
+def test_feature_matching_on_one_scale_of_two_layers():
+    fake = [[torch.ones(1, 1, 2, 2), torch.full((1, 1, 2, 2), 3.0), torch.zeros(1)]]
+    real = [[torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2), torch.zeros(1)]]
+    assert feature_matching_loss(fake, real).item() == pytest.approx(4 / 2 * (1 + 3))
+
+
+# --- gradient penalty ---------------------------------------------------------------------------
+
+class LinearDiscriminator(nn.Module):
+    """Scale k outputs a patch map whose per-sample sum is factor_k * (w . image) + (v . label):
+    the gradient w.r.t. the image is factor_k * w everywhere."""
+
+    def __init__(self, w: torch.Tensor, label_channels: int, factors=(1.0, 2.0)):
+        super().__init__()
+        self.w = nn.Parameter(w)
+        self.v = nn.Parameter(torch.randn(label_channels))
+        self.label_channels = label_channels
+        self.factors = factors
+
+    def forward(self, x):
+        label, image = x[:, :self.label_channels], x[:, self.label_channels:]
+        label_term = (label * self.v[None, :, None, None]).sum(dim=1, keepdim=True) / 4
+        outputs = []
+        for factor in self.factors:
+            patches = factor * image * self.w  # [B, C, H, W]: per-pixel patch scores
+            score = patches.sum(dim=1, keepdim=True) + label_term
+            outputs.append([torch.zeros(1), score])
+        return outputs
+
+
+def test_gradient_penalty_matches_the_analytic_value():
+    torch.manual_seed(0)
+    label = F.one_hot(torch.randint(0, 5, (3, 4, 4)), 5).permute(0, 3, 1, 2).float()
+    real, fake = torch.randn(3, 2, 4, 4), torch.randn(3, 2, 4, 4)
+    w = torch.randn(2, 4, 4) * 0.2
+    discriminator = LinearDiscriminator(w.clone(), label_channels=5)
+    norm = w.norm().item()
+
+    wgan = gradient_penalty(discriminator, real, fake, label, mode="wgan-gp")
+    assert wgan.item() == pytest.approx(((norm - 1) ** 2 + (2 * norm - 1) ** 2) / 2, rel=1e-5)
+    r1 = gradient_penalty(discriminator, real, None, label, mode="r1")
+    assert r1.item() == pytest.approx((norm ** 2 + 4 * norm ** 2) / 2, rel=1e-5)
+
+    # create_graph trains D: d/dw mean_k (a_k |w| - 1)^2 = mean_k 2 a_k (a_k |w| - 1) w / |w|
+    wgan.backward()
+    expected = sum(2 * a * (a * norm - 1) for a in (1.0, 2.0)) / 2 * w / norm
+    torch.testing.assert_close(discriminator.w.grad, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_gradient_penalty_interpolates_per_sample(monkeypatch):
+    """With D(x) = |x|^2 / 2 the gradient is the interpolate itself: check alpha per sample."""
+    class Quadratic(nn.Module):
+        def forward(self, x):
+            return [[(x[:, 1:] ** 2).sum(dim=(1, 2, 3)).view(-1, 1, 1, 1) / 2]]
+
+    alpha = torch.tensor([0.0, 0.25, 1.0]).view(3, 1, 1, 1)
+    monkeypatch.setattr(torch, "rand", lambda *a, **k: alpha.clone())
+    real, fake = torch.full((3, 1, 2, 2), 1.0), torch.full((3, 1, 2, 2), -1.0)
+    label = torch.ones(3, 1, 2, 2)
+    penalty = gradient_penalty(Quadratic(), real, fake, label, mode="wgan-gp")
+    # interpolate = 2 alpha - 1 per sample, 4 pixels: ||grad|| = 2 |2 alpha - 1|
+    norms = [2 * abs(2 * a - 1) for a in (0.0, 0.25, 1.0)]
+    assert penalty.item() == pytest.approx(sum((n - 1) ** 2 for n in norms) / 3)
+
+
+def test_gradient_penalty_on_the_real_discriminator_is_differentiable():
+    from faceregen.models.networks import MultiScaleDiscriminator
+
+    discriminator = MultiScaleDiscriminator(19, 3, ndf=8, n_layers=2, num_D=2)
+    label = torch.zeros(2, 19, 32, 32)
+    label[:, 0] = 1
+    penalty = gradient_penalty(discriminator, torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32),
+                               label)
+    penalty.backward()
+    assert penalty.item() > 0
+    # every weight is trained by it; only the output biases cannot change an input gradient
+    without_grad = {n for n, p in discriminator.named_parameters() if p.grad is None}
+    assert without_grad == {f"discriminators.{k}.layers.3.bias" for k in range(2)}
+
+
+# --- perceptual loss ----------------------------------------------------------------------------
+
+@pytest.fixture
+def offline_hub(tmp_path, monkeypatch):
+    """An empty torch hub cache and a download that fails at once: no test touches the network."""
+    hub = tmp_path / "hub"
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
+
+    def no_network(*args, **kwargs):
+        raise OSError("no network in tests")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    monkeypatch.setattr(perceptual, "_download", no_network)
+    return hub
+
+
+@pytest.fixture(scope="module")
+def random_vgg():
+    return VGGPerceptualLoss(weights="random")
+
+
+def test_missing_imagenet_weights_fail_with_instructions(offline_hub, tmp_path):
+    missing = tmp_path / "nowhere" / "vgg19.pth"
+    for call in (lambda: check_vgg_weights("imagenet", missing),
+                 lambda: VGGPerceptualLoss("imagenet", path=str(missing))):
+        with pytest.raises(FaceregenError) as exc:
+            call()
+        message = str(exc.value)
+        cache_file = offline_hub / "checkpoints" / "vgg19-dcbb9e9d.pth"
+        assert str(missing) in message
+        assert str(cache_file) in message
+        assert "loss.vgg.path=" in message and "loss.vgg.weights=random" in message
+        assert "no network in tests" in message
+
+
+def test_unknown_weights_name_is_a_user_error():
+    with pytest.raises(FaceregenError, match="imagenet"):
+        check_vgg_weights("pretrained")
+
+
+def test_random_weights_need_no_file_and_warn(caplog, offline_hub):
+    assert check_vgg_weights("random", None) is None
+    with caplog.at_level(logging.WARNING, logger="faceregen.losses"):
+        first = load_vgg19_features("random")
+    assert any("random" in r.getMessage() and r.name == "faceregen.losses"
+               for r in caplog.records)
+    second = load_vgg19_features("random")  # fixed seed: the same loss in every run and resume
+    assert all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
+
+
+def tiny_features() -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 3))
+
+
+def save_state(path, seed):
+    torch.manual_seed(seed)
+    state = {f"features.{k}": v for k, v in tiny_features().state_dict().items()}
+    state["classifier.0.weight"] = torch.zeros(2, 2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return state
+
+
+def test_weight_lookup_order_path_then_hub_cache(offline_hub, tmp_path, monkeypatch):
+    monkeypatch.setattr(perceptual, "_vgg19_features_layers", tiny_features)
+    cached = save_state(offline_hub / "checkpoints" / "vgg19-dcbb9e9d.pth", seed=1)
+    configured = save_state(tmp_path / "mine.pth", seed=2)
+
+    assert check_vgg_weights("imagenet", tmp_path / "mine.pth") == tmp_path / "mine.pth"
+    loaded = load_vgg19_features("imagenet", tmp_path / "mine.pth")
+    assert torch.equal(loaded[0].weight, configured["features.0.weight"])
+
+    assert check_vgg_weights("imagenet", None) == offline_hub / "checkpoints" / "vgg19-dcbb9e9d.pth"
+    loaded = load_vgg19_features("imagenet", None)
+    assert torch.equal(loaded[0].weight, cached["features.0.weight"])
+
+
+def test_bad_weight_files_are_user_errors(offline_hub, tmp_path, monkeypatch):
+    monkeypatch.setattr(perceptual, "_vgg19_features_layers", tiny_features)
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(FaceregenError, match="could not read"):
+        load_vgg19_features("imagenet", garbage)
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"features.0.weight": torch.zeros(1)}, wrong)
+    with pytest.raises(FaceregenError, match="not a torchvision vgg19 state_dict"):
+        load_vgg19_features("imagenet", wrong)
+
+
+def test_perceptual_loss_is_frozen_and_batched(random_vgg):
+    assert not any(p.requires_grad for p in random_vgg.parameters())
+    random_vgg.train()
+    assert not random_vgg.training and not any(m.training for m in random_vgg.modules())
+
+    torch.manual_seed(0)
+    real = torch.rand(2, 3, 32, 32) * 2 - 1
+    fake = (torch.rand(2, 3, 32, 32) * 2 - 1).requires_grad_(True)
+    assert random_vgg(real, real).item() == 0
+    loss = random_vgg(fake, real)
+    # the batch goes through at once and equals the mean of the per-sample losses
+    per_sample = [random_vgg(fake[i:i + 1], real[i:i + 1]) for i in range(2)]
+    assert loss.item() == pytest.approx(sum(p.item() for p in per_sample) / 2, rel=1e-5)
+    loss.backward()
+    assert fake.grad is not None and fake.grad.abs().sum() > 0
+    assert all(p.grad is None for p in random_vgg.parameters())
+
+
+def test_perceptual_loss_layers_and_normalisation(random_vgg):
+    """relu1_1 .. relu5_1 of vgg19().features, weights 1/32 .. 1, ImageNet normalisation."""
+    ends = [type(block[-1]).__name__ for block in random_vgg.slices]
+    assert ends == ["ReLU"] * 5
+    assert [len(block) for block in random_vgg.slices] == [2, 5, 5, 9, 9]
+    assert random_vgg.layer_weights == (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
+    image = torch.rand(1, 3, 16, 16) * 2 - 1
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    expected = random_vgg.slices[0](((image + 1) / 2 - mean) / std)
+    torch.testing.assert_close(random_vgg._features(image)[0], expected)
