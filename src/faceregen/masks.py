@@ -1,0 +1,131 @@
+"""Label-map I/O shared by every command: index and colour masks, palette snapping, one-hot.
+
+Masks on disk are either index PNGs (mode L/P, values 0..18) or colour PNGs in the SPEC
+palette. Colour masks that went through resampling or JPEG are snapped to the nearest palette
+colour; a mask whose pixels are far from every palette colour is rejected, because silently
+mapping an unknown colour to some class would corrupt training or evaluation.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from faceregen.errors import FaceregenError
+from faceregen.labels import NUM_CLASSES, PALETTE
+from faceregen.utils import atomic_path
+
+# A pixel farther than this (Euclidean, RGB) from every palette colour is "off-palette".
+MAX_COLOR_DISTANCE = 60.0
+# Edge pixels of a resampled colour mask may blend two classes; tolerate that many.
+MAX_OFF_PALETTE_FRACTION = 0.01
+
+
+def _nearest_palette(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest palette index and its distance per pixel, computed once per distinct colour."""
+    rgb = np.asarray(rgb)[..., :3]
+    packed = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[
+        ..., 2
+    ].astype(np.int32)
+    colors, inverse = np.unique(packed.ravel(), return_inverse=True)
+    unique_rgb = np.stack([(colors >> 16) & 255, (colors >> 8) & 255, colors & 255], axis=1)
+    diff = unique_rgb[:, None, :].astype(np.float32) - PALETTE[None, :, :].astype(np.float32)
+    dist = np.sqrt((diff**2).sum(axis=2))
+    nearest = dist.argmin(axis=1)
+    labels = nearest.astype(np.uint8)[inverse].reshape(packed.shape)
+    distance = dist[np.arange(len(colors)), nearest][inverse].reshape(packed.shape)
+    return labels, distance
+
+
+def snap_to_palette(
+    rgb: np.ndarray, max_distance: float = MAX_COLOR_DISTANCE
+) -> tuple[np.ndarray, float]:
+    """Map an H×W×3 colour mask to labels; also return the fraction of off-palette pixels.
+
+    Returns ``(labels uint8 H×W, bad_fraction)`` where ``bad_fraction`` is the share of pixels
+    farther than ``max_distance`` from every palette colour (they still get the nearest label).
+    """
+    labels, distance = _nearest_palette(rgb)
+    bad_fraction = float((distance > max_distance).mean()) if distance.size else 0.0
+    return labels, bad_fraction
+
+
+def _check_color_mask(rgb: np.ndarray, path: Path) -> np.ndarray:
+    labels, distance = _nearest_palette(rgb)
+    bad = distance > MAX_COLOR_DISTANCE
+    if bad.mean() > MAX_OFF_PALETTE_FRACTION:
+        bad_colors, counts = np.unique(rgb[..., :3][bad], axis=0, return_counts=True)
+        worst = tuple(int(c) for c in bad_colors[counts.argmax()])
+        raise FaceregenError(
+            f"{path}: {int(bad.sum())} of {bad.size} pixels are far from every palette colour "
+            f"(most common: RGB{worst}, {int(counts.max())} pixels); not a CelebAMask-HQ "
+            "colour mask"
+        )
+    return labels
+
+
+def read_mask(path: str | os.PathLike) -> np.ndarray:
+    """Read an index mask (mode L/P/I, values 0..18) or a colour mask as a uint8 H×W label map.
+
+    A mode-P file's pixel values are its palette indices; they are taken as class ids when they
+    are all below 19 (index masks saved with the palette attached), else the file is treated as
+    a colour mask.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            mode = img.mode
+            if mode in ("L", "P", "I", "I;16"):
+                values = np.asarray(img)
+                if values.size and int(values.max()) < NUM_CLASSES:
+                    return values.astype(np.uint8)
+                if mode != "P":
+                    raise FaceregenError(
+                        f"{path}: index mask has value {int(values.max())}; "
+                        f"labels must be 0..{NUM_CLASSES - 1}"
+                    )
+            rgb = np.asarray(img.convert("RGB"))
+    except FaceregenError:
+        raise
+    except FileNotFoundError:
+        raise FaceregenError(f"{path}: mask file not found") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise FaceregenError(f"{path}: cannot read mask ({exc})") from None
+    return _check_color_mask(rgb, path)
+
+
+def colorize(label: np.ndarray) -> np.ndarray:
+    """H×W label map to an H×W×3 uint8 image in the SPEC palette."""
+    return PALETTE[np.asarray(label)]
+
+
+def write_color_mask(label: np.ndarray, path: str | os.PathLike) -> None:
+    """Write a colour PNG atomically (no half-written file on a crash)."""
+    with atomic_path(path) as tmp:
+        Image.fromarray(colorize(label)).save(tmp, format="PNG")
+
+
+def write_index_mask(label: np.ndarray, path: str | os.PathLike) -> None:
+    """Write a mode-L index PNG (values 0..18) atomically."""
+    label = np.asarray(label)
+    if label.size and int(label.max()) >= NUM_CLASSES:
+        raise ValueError(f"label values must be < {NUM_CLASSES}, got {int(label.max())}")
+    with atomic_path(path) as tmp:
+        Image.fromarray(label.astype(np.uint8)).save(tmp, format="PNG")
+
+
+def one_hot(label, num_classes: int = NUM_CLASSES):
+    """LongTensor [B,H,W] or [H,W] -> float one-hot [B,C,H,W] or [C,H,W] on the same device."""
+    import torch  # kept local so that the data tools and the CLI start without torch
+
+    squeeze = label.dim() == 2
+    if squeeze:
+        label = label.unsqueeze(0)
+    batch, height, width = label.shape
+    out = torch.zeros(batch, num_classes, height, width, device=label.device)
+    out.scatter_(1, label.long().unsqueeze(1), 1.0)
+    return out[0] if squeeze else out
