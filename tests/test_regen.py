@@ -259,6 +259,22 @@ def test_reference_mask_is_predicted_by_the_parser(ckpt, files, tmp_path, monkey
                                   np.asarray(Image.open(tmp_path / "given.png")))
 
 
+def test_reference_mask_from_the_default_parser_path(ckpt, files, tmp_path):
+    from faceregen.evaluation.evaluators import UNetParser, load_evaluator, save_evaluator
+
+    architecture = {"channels": 4, "depth": 2}
+    data_root = tmp_path / "data" / "synthetic" / f"prepared-{SIZE}"
+    save_evaluator(data_root / "evaluators" / "parser.pt", "parser", UNetParser(**architecture),
+                   architecture, image_size=SIZE, data_root=data_root, steps=0, metrics={})
+    evaluator = load_evaluator(data_root / "evaluators" / "parser.pt", "parser")
+    tall = np.asarray(Image.fromarray(face_photo(files["label"])).resize((40, 56)))
+    predicted = regen.parse_photo(evaluator, tall)
+    assert predicted.shape == (56, 40) and predicted.dtype == np.uint8 and predicted.max() < 19
+    run_cli("--mask", files["mask"], "--ref", files["ref"], "--ckpt", ckpt,
+            "--out", tmp_path / "parsed.png")
+    assert np.asarray(Image.open(tmp_path / "parsed.png")).shape == (40, 40, 3)
+
+
 def test_baseline_needs_no_reference(baseline_ckpt, files, tmp_path):
     run_cli("--mask", files["mask"], "--ckpt", baseline_ckpt, "--out", tmp_path / "b.png")
     assert np.asarray(Image.open(tmp_path / "b.png")).shape == (40, 40, 3)

@@ -292,15 +292,27 @@ def default_parser_path(regenerator) -> Path:
     return Path(str(regenerator.config.data.root)) / PARSER_RELATIVE_PATH
 
 
+def parse_photo(parser, photo: np.ndarray) -> np.ndarray:
+    """Predict a uint8 H×W label map for a uint8 H×W×3 photo, letterboxed like the model input."""
+    import torch
+
+    placement = placement_for(photo.shape[0], photo.shape[1], parser.image_size)
+    fitted = torch.from_numpy(fit_photo(photo, placement)).permute(2, 0, 1)[None]
+    device = next(parser.network.parameters()).device
+    with torch.no_grad():
+        logits = parser.network(fitted.float().to(device) / 127.5 - 1.0)
+    label = logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
+    inner = label[placement.top:placement.top + placement.inner_height,
+                  placement.left:placement.left + placement.inner_width]
+    return np.asarray(Image.fromarray(np.ascontiguousarray(inner)).resize(
+        (photo.shape[1], photo.shape[0]), Image.Resampling.NEAREST))
+
+
 def load_reference_parser(path: Path, device) -> Callable[[np.ndarray], np.ndarray]:
     """A function photo (uint8 H×W×3) -> labels (uint8 H×W) backed by the trained face parser."""
-    try:
-        from faceregen.evaluation import load_parser, parse_photo
-    except ImportError:
-        raise FaceregenError(
-            "predicting the reference's mask needs the evaluation face parser, which this "
-            "install lacks; give --ref-mask") from None
-    parser = load_parser(path, device)
+    from faceregen.evaluation.evaluators import load_evaluator
+
+    parser = load_evaluator(path, "parser", device)
     return lambda photo: parse_photo(parser, photo)
 
 
@@ -317,8 +329,8 @@ class ReferenceMasks:
             if not self.parser_path.is_file():
                 raise FaceregenError(
                     f"{ref_path}: no --ref-mask given and no face parser at {self.parser_path} "
-                    "to predict it (train one with `faceregen eval`, pass --parser, or give "
-                    "--ref-mask)")
+                    "to predict it; give --ref-mask, pass --parser, or train one with "
+                    "`faceregen evalnets train --kind parser --data <prepared data root>`")
             self.parse = load_reference_parser(self.parser_path, self.device)
         return self.parse(ref_image)
 
