@@ -11,7 +11,8 @@ class AdaIN(nn.Module):
 
     The statistics of ``x`` are over H and W (biased variance, ``eps`` inside the square root).
     ``mean`` and ``std`` are the target statistics, shape [B, C]; the layer has no parameters of
-    its own, the style encoder predicts them.
+    its own, the style encoder predicts them. Statistics are computed in float32 so that the
+    layer stays accurate under float16/bfloat16 autocast.
     """
 
     def __init__(self, eps: float = 1e-5):
@@ -19,9 +20,11 @@ class AdaIN(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-        var, mu = torch.var_mean(x, dim=(2, 3), keepdim=True, correction=0)
-        normalized = (x - mu) * torch.rsqrt(var + self.eps)
-        return normalized * std[:, :, None, None] + mean[:, :, None, None]
+        x32 = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        var, mu = torch.var_mean(x32, dim=(2, 3), keepdim=True, correction=0)
+        normalized = (x32 - mu) * torch.rsqrt(var + self.eps)
+        out = normalized * std[:, :, None, None] + mean[:, :, None, None]
+        return out.to(x.dtype)
 
 
 class SFTLayer(nn.Module):
