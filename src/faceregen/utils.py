@@ -38,3 +38,15 @@ def resolve_device(name: str = "auto"):
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise FaceregenError(f"device '{name}' was asked for, but no CUDA GPU is available")
     return torch.device(name)
+
+
+def autocast_dtype(precision: str):
+    """``trainer.precision`` -> the autocast dtype (None for full fp32)."""
+    import torch
+
+    from faceregen.errors import FaceregenError
+
+    dtypes = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
+    if str(precision) not in dtypes:
+        raise FaceregenError(f"precision={precision}: choose 32, bf16 or 16")
+    return dtypes[str(precision)]

@@ -34,12 +34,21 @@ class DistInfo:
 
 
 def init_distributed(device_kind: str) -> DistInfo:
-    """Join the process group that `torchrun` describes in the environment, if any."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    """Join the process group that `torchrun` (or SLURM) describes in the environment, if any.
+
+    MASTER_ADDR and MASTER_PORT must be set (torchrun does; under SLURM export them).
+    """
+    env = os.environ
+    if "WORLD_SIZE" not in env and int(env.get("SLURM_NTASKS", "1")) > 1:
+        # One task per GPU under SLURM (srun, Hydra's submitit launcher) without torchrun.
+        env = {**env, "WORLD_SIZE": env["SLURM_NTASKS"], "RANK": env["SLURM_PROCID"],
+               "LOCAL_RANK": env.get("SLURM_LOCALID", "0")}
+        os.environ.update({k: env[k] for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK")})
+    world_size = int(env.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return DistInfo()
-    rank = int(os.environ["RANK"])
-    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    rank = int(env["RANK"])
+    local_rank = int(env.get("LOCAL_RANK", rank))
     if not dist.is_initialized():
         backend = "nccl" if device_kind == "cuda" else "gloo"
         if device_kind == "cuda":

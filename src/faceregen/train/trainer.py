@@ -34,11 +34,9 @@ from faceregen.models import build_networks
 from faceregen.train import distributed as dist_utils
 from faceregen.train.objectives import discriminator_objective, generator_objective
 from faceregen.train.visualize import sample_grid, save_png
-from faceregen.utils import resolve_device
+from faceregen.utils import autocast_dtype, resolve_device
 
 log = logging.getLogger("faceregen.train")
-
-AUTOCAST_DTYPES = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
 
 
 # --------------------------------------------------------------------------- small pieces
@@ -229,9 +227,7 @@ class Trainer:
         self.info = dist_utils.init_distributed(self.device.type)
         if self.info.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.info.local_rank)
-        if tcfg.precision not in AUTOCAST_DTYPES:
-            raise FaceregenError(f"trainer.precision={tcfg.precision}: choose 32, bf16 or 16")
-        self.autocast_dtype = AUTOCAST_DTYPES[tcfg.precision]
+        self.autocast_dtype = autocast_dtype(tcfg.precision)
         if self.autocast_dtype is torch.float16 and self.device.type != "cuda":
             raise FaceregenError("trainer.precision=16 needs a CUDA GPU; use bf16 on the CPU")
         self.memory_format = (torch.channels_last if tcfg.channels_last

@@ -1,0 +1,180 @@
+"""Training throughput and where the step time goes, as JSON.
+
+    python scripts/bench.py                                # offline default model, 64 px, CPU
+    python scripts/bench.py --model pix2pixhd --size 64 --batch 4 --ngf 32 --n-downsample 3
+    python scripts/bench.py --device cuda --precision bf16 --channels-last +experiment=celebamask
+
+Random label maps and images stand in for data, so the figures measure the networks and losses
+alone. Any further argument is a Hydra override of the train config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from contextlib import nullcontext
+
+import torch
+from hydra import compose, initialize_config_module
+from omegaconf import DictConfig
+
+import faceregen.config  # noqa: F401  (registers the config schemas)
+from faceregen.losses.perceptual import VGGPerceptualLoss
+from faceregen.models import build_networks, generate
+from faceregen.train.objectives import discriminator_objective, generator_objective
+from faceregen.utils import autocast_dtype
+
+
+def compose_config(args: argparse.Namespace) -> DictConfig:
+    overrides = [f"model={args.model}", f"data.size={args.size}",
+                 f"data.batch_size={args.batch}", "loss.vgg.weights=random"]
+    if args.ngf:
+        overrides.append(f"model.generator.ngf={args.ngf}")
+    if args.n_downsample:
+        overrides.append(f"model.generator.n_downsample={args.n_downsample}")
+    if args.num_d:
+        overrides.append(f"model.discriminator.num_D={args.num_d}")
+    if args.no_gp:
+        overrides.append("loss.lambda_gp=0")
+    with initialize_config_module(version_base="1.3", config_module="faceregen.configs"):
+        return compose(config_name="train", overrides=overrides + args.overrides)
+
+
+class Timer:
+    """Accumulates wall time per named section, synchronising CUDA around each one."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.totals: dict[str, float] = {}
+
+    def section(self, name: str):
+        timer = self
+
+        class _Section:
+            def __enter__(self):
+                timer._sync()
+                self.start = time.perf_counter()
+
+            def __exit__(self, *exc):
+                timer._sync()
+                timer.totals[name] = timer.totals.get(name, 0.0) + time.perf_counter() - self.start
+
+        return _Section()
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+
+def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: bool,
+          steps: int, warmup: int) -> dict:
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    nets = build_networks(cfg.model)
+    g = nets.generator.to(device, memory_format=fmt)
+    e = nets.style_encoder.to(device, memory_format=fmt) if nets.style_encoder else None
+    d = nets.discriminator.to(device, memory_format=fmt)
+    vgg = (VGGPerceptualLoss(weights="random").to(device, memory_format=fmt)
+           if cfg.loss.lambda_vgg > 0 else None)
+    g_params = [*g.parameters(), *(e.parameters() if e else [])]
+    opt_g = torch.optim.Adam(g_params, lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    dtype = autocast_dtype(precision)
+
+    def autocast():
+        return (torch.autocast(device.type, dtype=dtype) if dtype is not None
+                else nullcontext())
+
+    b, s, c = cfg.data.batch_size, cfg.data.size, cfg.data.label_classes
+    label = torch.randint(0, c, (b, s, s), device=device)
+    label_oh = torch.zeros(b, c, s, s, device=device).scatter_(1, label[:, None], 1.0)
+    label_oh = label_oh.contiguous(memory_format=fmt)
+    real = (torch.rand(b, 3, s, s, device=device) * 2 - 1).contiguous(memory_format=fmt)
+
+    timer = Timer(device)
+    for i in range(warmup + steps):
+        if i == warmup:
+            timer.totals.clear()
+        with timer.section("step"):
+            with timer.section("g_forward"), autocast():
+                fake = generate(g, e, label_oh, real, label_oh)
+            with timer.section("g_losses_backward"):
+                d.requires_grad_(False)
+                with autocast():
+                    terms = generator_objective(d, label_oh, fake, real, vgg, cfg.loss)
+                opt_g.zero_grad(set_to_none=True)
+                sum(terms.values()).backward()
+                opt_g.step()
+                d.requires_grad_(True)
+            with timer.section("d_step"), autocast():
+                d_terms = discriminator_objective(d, label_oh, fake, real, cfg.loss,
+                                                  apply_penalty=True)
+            with timer.section("d_step"):
+                opt_d.zero_grad(set_to_none=True)
+                sum(d_terms.values()).backward()
+                opt_d.step()
+        if vgg is not None:
+            with timer.section("vgg_forward_backward"):
+                probe = fake.detach().requires_grad_(True)
+                with autocast():
+                    loss = vgg(probe, real)
+                loss.backward()
+    per_step = {k: v / steps for k, v in timer.totals.items()}
+    return {
+        "img_per_s": b / per_step["step"],
+        "step_s": per_step["step"],
+        "g_forward_s": per_step["g_forward"],
+        "g_losses_backward_s": per_step["g_losses_backward"],
+        "d_step_s": per_step["d_step"],
+        "vgg_forward_backward_s": per_step.get("vgg_forward_backward"),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="style_pix2pixhd",
+                        choices=["style_pix2pixhd", "pix2pixhd"])
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--ngf", type=int, default=None)
+    parser.add_argument("--n-downsample", type=int, default=None)
+    parser.add_argument("--num-d", type=int, default=None)
+    parser.add_argument("--no-gp", action="store_true", help="lambda_gp=0 (pix2pixHD had none)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="32", choices=["32", "bf16", "16"])
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides of the train config")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    cfg = compose_config(args)
+    result = bench(cfg, device, args.precision, args.channels_last, args.steps, args.warmup)
+    report = {
+        "config": {"model": args.model, "size": cfg.data.size, "batch": cfg.data.batch_size,
+                   "ngf": cfg.model.generator.ngf,
+                   "n_downsample": cfg.model.generator.n_downsample,
+                   "n_blocks": cfg.model.generator.n_blocks,
+                   "num_D": cfg.model.discriminator.num_D,
+                   "lambda_vgg": cfg.loss.lambda_vgg, "lambda_gp": cfg.loss.lambda_gp,
+                   "precision": args.precision, "channels_last": args.channels_last,
+                   "overrides": args.overrides},
+        "device": (torch.cuda.get_device_name(device) if device.type == "cuda"
+                   else f"cpu ({torch.get_num_threads()} threads, {platform.machine()})"),
+        "torch": torch.__version__,
+        **{k: (round(v, 5) if isinstance(v, float) else v) for k, v in result.items()},
+    }
+    json.dump(report, sys.stdout, indent=2)
+    print()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""The training loop on tiny synthetic data: both models, resume, signals, NaN stop, gloo run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
+
+import faceregen.config  # noqa: F401  (registers the config schemas)
+from faceregen.checkpoint import load_checkpoint, load_regenerator, save_checkpoint
+from faceregen.errors import FaceregenError
+from faceregen.train import trainer as trainer_module
+from faceregen.train.trainer import Trainer, lr_factor, train
+
+TINY = [
+    "data.size=32", "data.synth_size=64", "data.synth_num=24", "data.batch_size=4",
+    "data.num_workers=0", "model.generator.ngf=8", "model.generator.n_downsample=2",
+    "model.generator.n_blocks=1", "model.discriminator.ndf=8", "model.discriminator.n_layers=2",
+    "model.discriminator.num_D=2", "loss.lambda_vgg=0", "trainer.max_steps=4",
+    "trainer.max_minutes=null", "trainer.log_every=2", "trainer.sample_every=2",
+    "trainer.ckpt_every=2", "trainer.keep_last=5", "trainer.num_samples=4",
+    "trainer.deterministic=true", "trainer.device=cpu", "logger.enabled=false",
+]
+
+
+def tiny_config(data_dir: Path, *overrides: str) -> DictConfig:
+    GlobalHydra.instance().clear()
+    with initialize_config_module(version_base="1.3", config_module="faceregen.configs"):
+        return compose(config_name="train",
+                       overrides=[f"paths.data={data_dir}", *TINY, *overrides])
+
+
+@pytest.fixture(scope="session")
+def train_data(tmp_path_factory) -> Path:
+    """A tiny synthetic set, made once through the same path `faceregen train` takes."""
+    from faceregen.data import ensure_dataset
+
+    data_dir = tmp_path_factory.mktemp("train-data")
+    ensure_dataset(tiny_config(data_dir).data)
+    return data_dir
+
+
+def weights(path: Path, key: str = "generator") -> dict[str, torch.Tensor]:
+    return load_checkpoint(path)[key]
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+def test_lr_schedule_is_constant_then_linear_to_zero():
+    assert lr_factor(0, 100, 0.5) == 1.0 and lr_factor(49, 100, 0.5) == 1.0
+    assert lr_factor(75, 100, 0.5) == pytest.approx(0.5)
+    assert lr_factor(100, 100, 0.5) == 0.0
+
+
+@pytest.mark.parametrize("model", ["style_pix2pixhd", "pix2pixhd"])
+def test_a_few_steps_of_each_model(model, train_data, tmp_path):
+    cfg = tiny_config(train_data, f"model={model}", "logger.enabled=true")
+    summary = train(cfg, tmp_path)
+    assert summary["step"] == 4 and summary["stopped_by"] is None
+    assert (tmp_path / "checkpoints" / "last.pt").is_file()
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("step_*.pt")) == [
+        "step_000002.pt", "step_000004.pt"]
+    assert (tmp_path / "samples" / "step_000004.png").is_file()
+    assert (tmp_path / "env.json").is_file() and any((tmp_path / "tb").iterdir())
+    for key in ("loss_g/adv", "loss_g/feat", "loss_d/real", "loss_d/fake", "loss_d/gp"):
+        assert key in summary["losses"]
+    regen = load_regenerator(tmp_path / "checkpoints" / "last.pt")
+    label = torch.randint(0, 19, (2, 32, 32))
+    out = regen(label, torch.rand(2, 3, 32, 32) * 2 - 1, label)
+    assert out.shape == (2, 3, 32, 32) and out.abs().max() <= 1
+    assert (regen.style_encoder is None) == (model == "pix2pixhd")
+
+
+def test_checkpoint_holds_the_full_training_state(train_data, tmp_path):
+    train(tiny_config(train_data, "trainer.max_steps=2"), tmp_path)
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    for key in ("generator", "generator_ema", "style_encoder", "style_encoder_ema",
+                "discriminator", "optimizer_g", "optimizer_d", "scheduler_g", "scheduler_d",
+                "scaler", "step", "rng", "config", "faceregen_version"):
+        assert key in state, key
+    assert state["step"] == 2 and state["config"]["model"]["name"] == "style_pix2pixhd"
+
+
+def test_resume_gives_the_same_weights_as_never_stopping(train_data, tmp_path):
+    cfg = tiny_config(train_data, "data.flip=true")
+    train(cfg, tmp_path / "straight")
+    middle = tmp_path / "straight" / "checkpoints" / "step_000002.pt"
+    resumed = train(tiny_config(train_data, "data.flip=true", f"trainer.resume={middle}"),
+                    tmp_path / "resumed")
+    assert resumed["step"] == 4
+    for key in ("generator", "generator_ema", "style_encoder", "discriminator"):
+        assert_same_weights(weights(tmp_path / "straight" / "checkpoints" / "last.pt", key),
+                            weights(tmp_path / "resumed" / "checkpoints" / "last.pt", key))
+
+
+def test_resume_auto_continues_in_the_run_directory(train_data, tmp_path):
+    train(tiny_config(train_data, "trainer.max_steps=2"), tmp_path)
+    summary = train(tiny_config(train_data, "trainer.resume=auto"), tmp_path)
+    assert summary["step"] == 4
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 4
+
+
+def test_incompatible_checkpoint_names_the_mismatch(train_data, tmp_path):
+    train(tiny_config(train_data, "trainer.max_steps=2"), tmp_path)
+    cfg = tiny_config(train_data, "model.generator.ngf=16", "trainer.resume=auto")
+    with pytest.raises(FaceregenError, match="model.generator.ngf: checkpoint 8, config 16"):
+        train(cfg, tmp_path)
+
+
+def test_sigterm_saves_at_the_current_step_and_exits_cleanly(train_data, tmp_path, monkeypatch):
+    original = Trainer.train_step
+
+    def step_then_signal(self, batch):
+        values = original(self, batch)
+        if self.step == 2:  # the third step is running
+            os.kill(os.getpid(), signal.SIGTERM)
+        return values
+
+    monkeypatch.setattr(Trainer, "train_step", step_then_signal)
+    summary = train(tiny_config(train_data, "trainer.max_steps=50"), tmp_path)
+    assert summary["step"] == 3 and summary["stopped_by"] == "SIGTERM"
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 3
+    assert signal.getsignal(signal.SIGTERM) is not None
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(train_data, tmp_path, monkeypatch):
+    original = trainer_module.generator_objective
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        terms = original(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            terms["loss_g/adv"] = terms["loss_g/adv"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(trainer_module, "generator_objective", poisoned)
+    with pytest.raises(FaceregenError, match=r"non-finite loss at step 3 \(loss_g/adv"):
+        train(tiny_config(train_data), tmp_path)
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert state["step"] == 2
+    assert all(torch.isfinite(v).all() for v in state["generator"].values())
+
+
+def test_a_crash_during_save_leaves_the_previous_checkpoint_loadable(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint({"step": 1, "w": torch.ones(3)}, path)
+
+    def crash(obj, f, *args, **kwargs):
+        Path(f).write_bytes(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint({"step": 2, "w": torch.zeros(3)}, path)
+    assert load_checkpoint(path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_faceregen_train_command_line(train_data, tmp_path):
+    run_dir = tmp_path / "run"
+    overrides = [f"paths.data={train_data}", *TINY, "trainer.max_steps=2",
+                 f"hydra.run.dir={run_dir}"]
+    proc = subprocess.run([sys.executable, "-m", "faceregen", "train", *overrides],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (run_dir / "checkpoints" / "last.pt").is_file()
+    assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "train.log").is_file()
+    bad = subprocess.run([sys.executable, "-m", "faceregen", "train", *overrides,
+                          f"trainer.resume={tmp_path / 'missing.pt'}"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "missing.pt" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _gloo_worker(rank: int, world_size: int, port: int, data_dir: str, out_dir: str) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    cfg = tiny_config(Path(data_dir), "trainer.max_steps=3", "data.batch_size=2")
+    trainer = Trainer(cfg, Path(out_dir))
+    try:
+        trainer.fit()
+        modules = {"generator": trainer.generator, "style_encoder": trainer.style_encoder,
+                   "discriminator": trainer.discriminator}
+        torch.save({k: m.state_dict() for k, m in modules.items()},
+                   Path(out_dir) / f"rank{rank}.pt")
+    finally:
+        trainer_module.dist_utils.shutdown_distributed(trainer.info)
+
+
+def test_two_process_gloo_run_keeps_ranks_identical(train_data, tmp_path):
+    mp.spawn(_gloo_worker, args=(2, _free_port(), str(train_data), str(tmp_path)), nprocs=2)
+    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    for name in rank0:
+        assert_same_weights(rank0[name], rank1[name])
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 3
