@@ -101,7 +101,8 @@ def read_photo(path: str | os.PathLike) -> np.ndarray:
         with Image.open(path) as image:
             image.load()
             return photo_to_rgb(ImageOps.exif_transpose(image))
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError,
+            SyntaxError) as exc:
         raise FaceregenError(f"{path}: cannot read image ({exc})") from None
 
 
