@@ -217,3 +217,11 @@ def test_two_process_gloo_run_keeps_ranks_identical(train_data, tmp_path):
     for name in rank0:
         assert_same_weights(rank0[name], rank1[name])
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 3
+
+
+@pytest.mark.parametrize("content", [b"junk", b"", b"PK\x03\x04 not a zip", b"\x80\x02}q\x00."])
+def test_junk_checkpoint_is_a_user_error(content, tmp_path):
+    path = tmp_path / "junk.pt"
+    path.write_bytes(content)
+    with pytest.raises(FaceregenError, match="junk.pt"):
+        load_checkpoint(path)

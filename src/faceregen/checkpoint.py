@@ -8,7 +8,6 @@ training config), ``generator``, ``style_encoder``, ``discriminator``, ``generat
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise FaceregenError(f"{path}: checkpoint not found")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+    except Exception as exc:  # torch.load raises many types on junk (struct.error, ...)
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise FaceregenError(
             f"{path}: not a loadable faceregen checkpoint ({first_line})") from None
