@@ -32,7 +32,7 @@ L = {name: index for index, name in enumerate(LABEL_NAMES)}
 JPEG_QUALITY = 92
 
 # Photo-only details: drawn on a second canvas, applied only inside the region they belong to.
-IRIS, PUPIL, GLINT, LENS, NOSTRIL, TEETH, STUBBLE = range(1, 8)
+IRIS, PUPIL, GLINT, LENS, NOSTRIL, TEETH, LASH = range(1, 8)
 DETAIL_REGIONS = {
     IRIS: (L["l_eye"], L["r_eye"]),
     PUPIL: (L["l_eye"], L["r_eye"]),
@@ -40,7 +40,7 @@ DETAIL_REGIONS = {
     LENS: (L["eye_g"],),
     NOSTRIL: (L["nose"],),
     TEETH: (L["mouth"],),
-    STUBBLE: (L["skin"],),
+    LASH: (L["l_eye"], L["r_eye"]),
 }
 
 SKIN_TONES = np.array([  # pale first: Pale_Skin means tone 0
@@ -196,6 +196,11 @@ class Scene:
     def detail_polygon(self, code: int, u, v) -> None:
         ImageDraw.Draw(self.detail).polygon(self.to_pixels(u, v), fill=code)
 
+    def detail_line(self, code: int, u, v, width: float) -> None:
+        pixels = max(1, round(width * self.face.half_width))
+        ImageDraw.Draw(self.detail).line(self.to_pixels(u, v), fill=code, width=pixels,
+                                         joint="curve")
+
 
 def ellipse(cu, cv, ru, rv, n=48, start=0.0, stop=2 * math.pi):
     t = np.linspace(start, stop, n, endpoint=stop - start < 2 * math.pi - 1e-9)
@@ -231,11 +236,11 @@ def draw_hair_back(scene: Scene, face: Face, rng: np.random.Generator) -> None:
     if face.hair_style == "bald":
         return
     if face.hair_style == "short":
-        u, v = ellipse(0.04 * face.yaw, -0.28, 1.12, 1.28 * face.length, n=60)
+        u, v = ellipse(0.04 * face.yaw, -0.3, 1.14, 1.36 * face.length, n=60)
     else:
         bottom = 1.3 if face.hair_style == "medium" else rng.uniform(2.4, 3.2)
         width = rng.uniform(1.18, 1.32) if face.hair_style == "medium" else rng.uniform(1.3, 1.5)
-        top_u, top_v = ellipse(0, -0.28, 1.14, 1.3 * face.length, n=40, start=math.pi,
+        top_u, top_v = ellipse(0, -0.3, 1.16, 1.38 * face.length, n=40, start=math.pi,
                                stop=2 * math.pi)
         u = np.concatenate([top_u, [width, width * 0.92, -width * 0.92, -width]])
         v = np.concatenate([top_v, [0.2, bottom, bottom, 0.2]])
@@ -360,6 +365,7 @@ def draw_eyes(scene: Scene, face: Face, rng: np.random.Generator) -> None:
         u = np.concatenate([x, x[::-1]]) * face.eye_half_width + cu
         v = np.concatenate([upper + tilt, (lower + tilt)[::-1]]) + cv
         scene.polygon(L[name], u, v)
+        scene.detail_line(LASH, x * face.eye_half_width + cu, upper + tilt + cv, width=0.025)
         iris_u = cu + gaze * face.eye_half_width * 0.4
         radius = min(0.075, face.eye_open * 1.1)
         scene.detail_polygon(IRIS, *ellipse(iris_u, cv, radius, radius, n=20))
@@ -407,19 +413,11 @@ def draw_mouth(scene: Scene, face: Face) -> None:
                                                  teeth[inner][::-1]]))
 
 
-def draw_stubble(scene: Scene, face: Face) -> None:
-    if not face.stubble:
-        return
-    u, v = head_outline(face)
-    keep = v > face.nose_tip - 0.05
-    scene.detail_polygon(STUBBLE, u[keep], v[keep])
-
-
 def draw_hair_front(scene: Scene, face: Face, rng: np.random.Generator) -> None:
     """Hair over the forehead (hairline or bangs) and locks down the sides of the face."""
     if face.hair_style == "bald":
         return
-    top_u, top_v = head_outline(face, scale=1.07, n=96)
+    top_u, top_v = head_outline(face, scale=1.1, n=96)
     upper = top_v < 0
     order = np.argsort(np.arctan2(top_v[upper], top_u[upper]))
     arc_u, arc_v = top_u[upper][order], top_v[upper][order]  # from left temple over the top
@@ -439,11 +437,14 @@ def draw_hair_front(scene: Scene, face: Face, rng: np.random.Generator) -> None:
     if face.side_locks:
         bottom = 1.2 if face.hair_style == "medium" else rng.uniform(2.3, 3.0)
         for side in (-1, 1):
-            inner = side * rng.uniform(0.8, 0.9)
-            outer = side * rng.uniform(1.15, 1.3)
-            lu = [inner, outer, outer * 1.05, inner * 1.1]
-            lv = [-0.35, -0.45, bottom, bottom - 0.2]
-            scene.polygon(L["hair"], np.array(lu) + 0.04 * face.yaw, lv)
+            inner, outer = rng.uniform(0.8, 0.9), rng.uniform(1.15, 1.3)
+            t = np.linspace(0, 1, 16)
+            bulge = 0.08 * np.sin(math.pi * t)
+            inner_u = side * (inner + 0.1 * t**2 - bulge)
+            outer_u = side * (outer + 0.05 * t + bulge)
+            lv = -0.4 + (bottom + 0.4) * t
+            scene.polygon(L["hair"], np.concatenate([inner_u, outer_u[::-1]]) + 0.04 * face.yaw,
+                          np.concatenate([lv, lv[::-1] - 0.05]))
 
 
 def draw_hat(scene: Scene, face: Face, rng: np.random.Generator) -> None:
@@ -467,7 +468,6 @@ def draw_face(face: Face, size: int, rng: np.random.Generator) -> Scene:
     draw_necklace(scene, face, rng)
     draw_ears_and_earrings(scene, face, rng)
     draw_skin(scene, face)
-    draw_stubble(scene, face)
     draw_nose(scene, face)
     draw_glasses(scene, face, rng)
     draw_eyes(scene, face, rng)
@@ -487,6 +487,7 @@ class Look:
     light: tuple[float, float]
     pale: bool
     cloth_pattern: str
+    stubble: np.ndarray
 
 
 def sample_look(face: Face, rng: np.random.Generator) -> Look:
@@ -525,12 +526,13 @@ def sample_look(face: Face, rng: np.random.Generator) -> Look:
         LENS: (skin * (1 - lens_tint) + np.array([0.05, 0.06, 0.08]) * lens_tint, 1.0),
         NOSTRIL: (skin * 0.35, 0.8),
         TEETH: (np.array([0.93, 0.91, 0.84]), 1.0),
-        STUBBLE: (hair * 0.4 + skin * 0.4, 0.22),
+        LASH: (np.array([0.08, 0.06, 0.05]), 0.9),
     }
     angle = rng.uniform(0, 2 * math.pi)
     return Look(colors=colors, details=details, light=(math.cos(angle), math.sin(angle)),
                 pale=tone == 0, cloth_pattern=str(rng.choice(["plain", "stripes", "checks"],
-                                                            p=[0.6, 0.25, 0.15])))
+                                                            p=[0.6, 0.25, 0.15])),
+                stubble=(hair * 0.5 + skin * 0.3).astype(np.float32))
 
 
 def hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
@@ -604,11 +606,18 @@ def render_photo(scene: Scene, look: Look, rng: np.random.Generator,
     shade = np.where(METAL[label], glitter, shade)
     blobs = smooth_noise(rng, out_size, (3, 3))
     shade = np.where(label == L["background"], 1 + 0.05 * directional + 0.08 * blobs, shade)
+    nose_side = np.clip(1 - 0.5 * (u - 0.22 * face.yaw) * lx, 0.8, 1.1)
+    shade = np.where(label == L["nose"], shade * nose_side, shade)
     gloss = 1 + 0.12 * np.exp(-(((v - face.mouth_v - 0.04) / 0.05) ** 2))
     shade = np.where(LIPS[label], shade * gloss, shade)
     shade *= 1 + 0.015 * smooth_noise(rng, out_size, (out_size // 2, out_size // 2))
 
     color *= shade[..., None]
+    if face.stubble:
+        growth = 0.5 + 0.5 * np.tanh((v - face.nose_tip - 0.15) / 0.08)
+        speckle = np.clip(0.6 + 0.5 * smooth_noise(rng, out_size, (out_size, out_size)), 0, 1)
+        weight = (0.45 * growth * speckle * (label == L["skin"]))[..., None]
+        color = color * (1 - weight) + weight * look.stubble * shade[..., None]
     color += rng.normal(0, 0.008, color.shape).astype(np.float32)
     return Image.fromarray((np.clip(color, 0, 1) * 255 + 0.5).astype(np.uint8))
 
