@@ -353,29 +353,30 @@ class Trainer:
         label_oh, real, ref_image, ref_oh = self._to_device(batch)
         lcfg = self.cfg.loss
 
-        # Generator (and style encoder) step; D's parameters need no gradients here.
-        self.discriminator.requires_grad_(False)
-        with self._autocast():
-            fake = self.run_generator(label_oh, ref_image, ref_oh)
-            g_terms = generator_objective(self.run_discriminator, label_oh, fake, real,
-                                          self.perceptual, lcfg)
-            loss_g = sum(g_terms.values())
-        self.opt_g.zero_grad(set_to_none=True)
-        self.scaler.scale(loss_g).backward()
-        dist_utils.average_gradients(self.g_params, self.info)
-        self.scaler.step(self.opt_g)
-
-        # Discriminator step on the same fake batch, penalty every gp_every steps.
-        self.discriminator.requires_grad_(True)
+        # Both objectives see the networks as they are at the start of the step (pix2pixHD).
         every = max(1, int(lcfg.gp_every))
         with self._autocast():
-            d_terms = discriminator_objective(self.run_discriminator, label_oh, fake, real, lcfg,
-                                              apply_penalty=self.step % every == 0,
-                                              penalty_scale=float(every))
+            fake = self.run_generator(label_oh, ref_image, ref_oh)
+            d_terms, real_features = discriminator_objective(
+                self.run_discriminator, label_oh, fake, real, lcfg,
+                apply_penalty=self.step % every == 0, penalty_scale=float(every))
             loss_d = sum(d_terms.values())
         self.opt_d.zero_grad(set_to_none=True)
         self.scaler.scale(loss_d).backward()
+
+        # The generator's pass through D must not add to D's gradients.
+        self.discriminator.requires_grad_(False)
+        with self._autocast():
+            g_terms = generator_objective(self.run_discriminator, label_oh, fake, real,
+                                          real_features, self.perceptual, lcfg)
+            loss_g = sum(g_terms.values())
+        self.opt_g.zero_grad(set_to_none=True)
+        self.scaler.scale(loss_g).backward()
+        self.discriminator.requires_grad_(True)
+
+        dist_utils.average_gradients(self.g_params, self.info)
         dist_utils.average_gradients(self.d_params, self.info)
+        self.scaler.step(self.opt_g)
         self.scaler.step(self.opt_d)
         self.scaler.update()
 
