@@ -100,6 +100,9 @@ def test_same_seed_same_bytes_and_workers_do_not_matter(tmp_path):
         assert (first / path).read_bytes() == (second / path).read_bytes(), path
     assert (first / "CelebA-HQ-img/0.jpg").read_bytes() != (other / "CelebA-HQ-img/0.jpg"
                                                             ).read_bytes()
+    rewritten = synthesize(first, num=4, size=32, seed=8, workers=1, progress=False)
+    assert sorted(p.relative_to(rewritten) for p in rewritten.rglob("*") if p.is_file()) == sorted(
+        p.relative_to(other) for p in other.rglob("*") if p.is_file())
 
 
 def test_mapping_gives_roughly_80_10_10():

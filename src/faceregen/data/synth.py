@@ -705,9 +705,12 @@ def write_face(root: Path, k: int, seed: int, size: int) -> list[int]:
     with atomic_path(layout.image_path(root, k)) as tmp:
         photo.save(tmp, format="JPEG", quality=JPEG_QUALITY)
     for part in PART_NAMES:
-        if part in masks:
-            with atomic_path(layout.part_mask_path(root, k, part)) as tmp:
-                Image.fromarray(masks[part].astype(np.uint8) * 255).save(tmp, format="PNG")
+        path = layout.part_mask_path(root, k, part)
+        if part not in masks:
+            path.unlink(missing_ok=True)  # a stale mask from an earlier run would be merged
+            continue
+        with atomic_path(path) as tmp:
+            Image.fromarray(masks[part].astype(np.uint8) * 255).save(tmp, format="PNG")
     return attributes
 
 
