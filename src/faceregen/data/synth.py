@@ -488,6 +488,8 @@ class Look:
     pale: bool
     cloth_pattern: str
     stubble: np.ndarray
+    blush: np.ndarray | None  # Rosy_Cheeks
+    eye_shadow: np.ndarray | None  # with lipstick: Heavy_Makeup
 
 
 def sample_look(face: Face, rng: np.random.Generator) -> Look:
@@ -532,7 +534,11 @@ def sample_look(face: Face, rng: np.random.Generator) -> Look:
     return Look(colors=colors, details=details, light=(math.cos(angle), math.sin(angle)),
                 pale=tone == 0, cloth_pattern=str(rng.choice(["plain", "stripes", "checks"],
                                                             p=[0.6, 0.25, 0.15])),
-                stubble=(hair * 0.5 + skin * 0.3).astype(np.float32))
+                stubble=(hair * 0.5 + skin * 0.3).astype(np.float32),
+                blush=np.array([0.9, 0.35, 0.4]) if rng.random() < (
+                    0.04 if face.male else 0.25) else None,
+                eye_shadow=hsv_to_rgb(rng.random(), 0.5, 0.45) if rng.random() < (
+                    0.02 if face.male else 0.3) else None)
 
 
 def hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
@@ -613,13 +619,31 @@ def render_photo(scene: Scene, look: Look, rng: np.random.Generator,
     shade *= 1 + 0.015 * smooth_noise(rng, out_size, (out_size // 2, out_size // 2))
 
     color *= shade[..., None]
+    skin = label == L["skin"]
+    if look.blush is not None:
+        spots = sum(soft_spot(u, v, side * 0.55 + 0.1 * face.yaw, 0.38, 0.22, 0.14)
+                    for side in (-1, 1))
+        color = blend(color, look.blush * shade[..., None], 0.35 * spots * skin)
+    if look.eye_shadow is not None:
+        spots = sum(soft_spot(u, v, eye_center(face, side)[0], face.eye_v - face.eye_open - 0.03,
+                              face.eye_half_width * 1.1, 0.06) for side in (-1, 1))
+        color = blend(color, look.eye_shadow * shade[..., None], 0.6 * spots * skin)
     if face.stubble:
         growth = 0.5 + 0.5 * np.tanh((v - face.nose_tip - 0.15) / 0.08)
         speckle = np.clip(0.6 + 0.5 * smooth_noise(rng, out_size, (out_size, out_size)), 0, 1)
-        weight = (0.45 * growth * speckle * (label == L["skin"]))[..., None]
-        color = color * (1 - weight) + weight * look.stubble * shade[..., None]
+        color = blend(color, look.stubble * shade[..., None], 0.3 * growth * speckle * skin)
     color += rng.normal(0, 0.008, color.shape).astype(np.float32)
     return Image.fromarray((np.clip(color, 0, 1) * 255 + 0.5).astype(np.uint8))
+
+
+def soft_spot(u, v, cu: float, cv: float, ru: float, rv: float) -> np.ndarray:
+    """A Gaussian bump in face coordinates, for makeup with no hard edge."""
+    return np.exp(-(((u - cu) / ru) ** 2) - ((v - cv) / rv) ** 2)
+
+
+def blend(color: np.ndarray, target: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    weight = weight[..., None]
+    return color * (1 - weight) + target * weight
 
 
 def cloth_pattern(kind: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -663,6 +687,8 @@ def face_attributes(face: Face, look: Look, label: np.ndarray) -> list[int]:
         "Wearing_Necklace": L["neck_l"] in present,
         "Pale_Skin": look.pale,
         "Wearing_Lipstick": face.lipstick,
+        "Rosy_Cheeks": look.blush is not None,
+        "Heavy_Makeup": face.lipstick and look.eye_shadow is not None,
         "Narrow_Eyes": face.eye_open < 0.065,
         "Bushy_Eyebrows": face.brow_thickness > 0.095,
         "Arched_Eyebrows": face.brow_arch > 0.06,
