@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -106,7 +106,6 @@ class Face:
     neckline: str
     lipstick: bool
     stubble: bool
-    extra: dict = field(default_factory=dict)
 
 
 def sample_face(rng: np.random.Generator, canvas: int) -> Face:
@@ -259,7 +258,7 @@ def draw_cloth_and_neck(scene: Scene, face: Face, rng: np.random.Generator) -> N
     u = [-w - 0.1, -1.6, -spread, -spread - 0.6, spread + 0.6, spread, 1.6, w + 0.1]
     v = [sv - 0.15, sv + 0.15, sv + 0.7, 8.0, 8.0, sv + 0.7, sv + 0.15, sv - 0.15]
     scene.polygon(L["cloth"], u, v)
-    depth = face.extra.setdefault("neckline_depth", float(rng.uniform(0.25, 0.7)))
+    depth = rng.uniform(0.25, 0.7)
     if face.neckline == "v":
         scene.polygon(L["neck"], [-w - 0.05, w + 0.05, 0], [sv - 0.2, sv - 0.2, sv + depth])
     elif face.neckline == "round":
@@ -286,6 +285,7 @@ def ear_visibility(face: Face, side: int) -> float:
 
 
 def draw_ears_and_earrings(scene: Scene, face: Face, rng: np.random.Generator) -> None:
+    earring_kind = int(rng.integers(3))  # stud, hoop or drop; the same on both ears
     for side, name in ((-1, "l_ear"), (1, "r_ear")):
         visibility = ear_visibility(face, side)
         if visibility < 0.3:
@@ -296,11 +296,10 @@ def draw_ears_and_earrings(scene: Scene, face: Face, rng: np.random.Generator) -
         scene.polygon(L[name], u, v)
         if face.earrings:
             lobe_u, lobe_v = cu + side * 0.02, 0.44
-            kind = face.extra.setdefault("earring", int(rng.integers(3)))
-            if kind == 0:
+            if earring_kind == 0:
                 u, v = ellipse(lobe_u, lobe_v, 0.045, 0.045, n=16)
                 scene.polygon(L["ear_r"], u, v)
-            elif kind == 1:
+            elif earring_kind == 1:
                 u, v = ellipse(lobe_u, lobe_v + 0.1, 0.09, 0.1, n=24)
                 scene.line(L["ear_r"], np.append(u, u[0]), np.append(v, v[0]), width=0.03)
             else:
@@ -429,7 +428,7 @@ def draw_hair_front(scene: Scene, face: Face, rng: np.random.Generator) -> None:
         parting = rng.uniform(-0.4, 0.4)
         edge = face.hairline + (np.abs(x - parting * 0.3) / 1.06) ** 2.2 * (
             -0.25 - face.hairline)
-    u = np.concatenate([arc_u, x]) + 0.0
+    u = np.concatenate([arc_u, x])
     v = np.concatenate([arc_v, edge])
     if face.wavy:
         u, v = wave(u, v, 0.015, 12, rng.uniform(0, 6))
