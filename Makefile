@@ -18,11 +18,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/faceregen train hydra.run.dir=$(DEMO)/train trainer.resume=auto
 	$(BIN)/faceregen eval ckpt=$(DEMO)/train/checkpoints/last.pt hydra.run.dir=$(DEMO)/eval
-	$(BIN)/faceregen regen --ckpt $(DEMO)/train/checkpoints/last.pt \
-		--mask $$(ls data/synthetic/prepared-64/labels/*.png | head -1) \
-		--ref $$(ls data/synthetic/prepared-64/images/* | sed -n 2p) \
-		--out $(DEMO)/regen.png --compare
-	@echo "results: $(DEMO)/train (samples, tb, checkpoints), $(DEMO)/eval/table.md, $(DEMO)/regen_compare.png"
+	$(BIN)/faceregen regen --ckpt $(DEMO)/train/checkpoints/last.pt --out $(DEMO)/regen.png \
+		--compare $$($(BIN)/python scripts/demo_regen_args.py data/synthetic/prepared-64)
+	@echo "results: $(DEMO)/train (samples/, tb/, checkpoints/), $(DEMO)/eval/table.md, $(DEMO)/regen_compare.png (mask | reference | result)"
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests scripts
