@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import pytest
 import torch
 from torchvision.models.inception import Inception3
 
-from faceregen.evaluation import inception
+from faceregen.errors import FaceregenError
+from faceregen.evaluation import cli as evaluation_cli
+from faceregen.evaluation import evaluators, inception
+from faceregen.evaluation.train_evaluators import train_evaluator
+from faceregen.labels import NUM_CLASSES
 
 
 @pytest.fixture
@@ -85,3 +92,83 @@ def test_fid_weights_download_goes_to_the_hub_cache(offline_hub, monkeypatch):
     monkeypatch.setattr(inception, "download_weights", fake_download)
     assert inception.find_weights(None) == inception.hub_cache_path()
     assert inception.hub_cache_path().parent == offline_hub / "checkpoints"
+
+
+# ----------------------------------------------------------------------------- evaluators
+
+
+def test_parser_shapes_and_bottleneck_features():
+    parser = evaluators.UNetParser(channels=4, depth=3)
+    logits, features = parser(torch.rand(2, 3, 32, 32), return_features=True)
+    assert logits.shape == (2, NUM_CLASSES, 32, 32)
+    assert features.shape == (2, parser.feature_dim) == (2, 32)
+
+
+def test_attribute_classifier_shapes():
+    classifier = evaluators.AttributeClassifier(num_attributes=5, channels=4, depth=3)
+    assert classifier(torch.rand(3, 3, 32, 32)).shape == (3, 5)
+
+
+def test_evaluator_checkpoint_round_trip_rebuilds_the_architecture(tmp_path):
+    architecture = {"channels": 4, "depth": 2}
+    parser = evaluators.build_evaluator("parser", architecture)
+    path = tmp_path / "evaluators" / "parser.pt"
+    evaluators.save_evaluator(path, "parser", parser, architecture, image_size=32,
+                              data_root=tmp_path, steps=3, metrics={"val": {"x": 1.0}})
+    assert isinstance(torch.load(path, weights_only=True), dict)
+    loaded = evaluators.load_evaluator(path, "parser")
+    assert loaded.image_size == 32 and loaded.steps == 3 and loaded.metrics["val"]["x"] == 1.0
+    for key, value in parser.state_dict().items():
+        assert torch.equal(loaded.network.state_dict()[key], value)
+    with pytest.raises(FaceregenError, match="not 'attributes'"):
+        evaluators.load_evaluator(path, "attributes")
+    with pytest.raises(FaceregenError, match="not found"):
+        evaluators.load_evaluator(tmp_path / "missing.pt", "parser")
+
+
+def test_default_evaluator_path_is_keyed_by_dataset(tmp_path):
+    assert evaluators.default_evaluator_path(tmp_path, "parser") == (
+        tmp_path / "evaluators" / "parser.pt")
+
+
+@pytest.fixture
+def writable_dataset(synthetic_dataset, tmp_path):
+    """A copy of the shared tiny prepared set (evaluators are written under its root)."""
+    root = tmp_path / "prepared"
+    shutil.copytree(synthetic_dataset.root, root)
+    return root
+
+
+@pytest.mark.parametrize("kind", ["parser", "attributes"])
+def test_train_evaluator_saves_checkpoint_and_scores(kind, writable_dataset):
+    report = train_evaluator(kind, writable_dataset, steps=3, batch_size=4,
+                             architecture={"channels": 4, "depth": 2},
+                             attribute_names=["Bangs", "Smiling"], device="cpu",
+                             progress=False)
+    path = writable_dataset / "evaluators" / f"{kind}.pt"
+    assert report["path"] == str(path) and path.is_file()
+    saved = json.loads(path.with_suffix(".json").read_text())
+    assert saved["steps"] == 3 and "test" in saved["metrics"]
+    test_scores = saved["metrics"]["test"]
+    if kind == "parser":
+        assert 0 <= test_scores["pixel_accuracy"] <= 1 and "mean_iou" in test_scores
+    else:
+        assert set(test_scores["per_attribute_accuracy"]) == {"Bangs", "Smiling"}
+    loaded = evaluators.load_evaluator(path, kind)
+    assert loaded.image_size == 32
+    if kind == "attributes":
+        assert loaded.attribute_names == ["Bangs", "Smiling"]
+
+
+def test_evalnets_cli_trains_into_out_dir(writable_dataset, tmp_path, capsys):
+    out = tmp_path / "nets"
+    evaluation_cli.main(["train", "--kind", "parser", "--data", str(writable_dataset),
+                         "--steps", "2", "--batch-size", "4", "--channels", "4", "--depth", "2",
+                         "--out", str(out), "--device", "cpu", "--no-progress"])
+    assert (out / "parser.pt").is_file() and (out / "parser.json").is_file()
+    assert "pixel accuracy" in capsys.readouterr().out
+
+
+def test_evalnets_cli_rejects_unprepared_folder(tmp_path):
+    with pytest.raises(FaceregenError, match="faceregen data prepare"):
+        evaluation_cli.main(["train", "--data", str(tmp_path)])

@@ -21,6 +21,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
               "faceregen.cli:train_main"),
     "eval": ("evaluate a checkpoint: attribute/segmentation accuracy, FID (Hydra app)",
              "faceregen.cli:eval_main"),
+    "evalnets": ("train the evaluator networks (face parser, attribute classifier)",
+                 "faceregen.evaluation.cli:main"),
     "regen": ("regenerate a face from a mask and a reference photo",
               "faceregen.regen:main"),
     "data": ("synthesise or prepare CelebAMask-HQ-layout datasets",

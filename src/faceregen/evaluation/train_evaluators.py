@@ -1,0 +1,194 @@
+"""Train the evaluator networks on a prepared dataset's train split and measure them.
+
+The parser learns photo -> 19-class label map (cross-entropy), the classifier photo ->
+attributes (BCE). Both use horizontal flips (the dataset swaps left/right classes), Adam with a
+cosine decay, and are scored on the val and test splits of real photos: pixel accuracy and
+mean IoU for the parser, mean attribute accuracy (TP+TN)/all for the classifier. The scores
+are stored in the checkpoint and in a JSON file beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from faceregen.errors import FaceregenError
+from faceregen.evaluation import metrics
+from faceregen.evaluation.evaluators import (
+    KINDS,
+    build_evaluator,
+    default_evaluator_path,
+    save_evaluator,
+)
+from faceregen.labels import ATTRIBUTE_NAMES, LABEL_NAMES, NUM_CLASSES
+from faceregen.utils import atomic_path, resolve_device
+
+
+def open_split(data_root: str | Path, split: str, flip: bool = False) -> Dataset:
+    """The prepared dataset's ``split`` (each item its own reference)."""
+    from faceregen.data import FaceDataset
+
+    return FaceDataset(data_root, split, flip=flip, reference="same")
+
+
+def attribute_indices(names: list[str] | None) -> list[int]:
+    """Positions of ``names`` among the 40 CelebA attributes (all 40 when None)."""
+    if names is None:
+        return list(range(len(ATTRIBUTE_NAMES)))
+    unknown = [name for name in names if name not in ATTRIBUTE_NAMES]
+    if unknown:
+        raise FaceregenError(f"unknown attribute names {unknown}; see faceregen.labels")
+    return [ATTRIBUTE_NAMES.index(name) for name in names]
+
+
+def endless(loader: DataLoader):
+    while True:
+        yield from loader
+
+
+@torch.no_grad()
+def parser_confusion(parser: nn.Module, images: torch.Tensor, labels: torch.Tensor
+                     ) -> torch.Tensor:
+    """Confusion counts of the parser's argmax on ``images`` against ``labels``."""
+    prediction = parser(images).argmax(1)
+    return metrics.confusion_matrix(prediction, labels.to(prediction.device), NUM_CLASSES)
+
+
+def segmentation_summary(confusion: torch.Tensor) -> dict[str, Any]:
+    iou = metrics.per_class_iou(confusion)
+    return {
+        "pixel_accuracy": metrics.pixel_accuracy(confusion),
+        "mean_iou": metrics.mean_iou(confusion),
+        "per_class_iou": {name: (None if math.isnan(v) else v)
+                          for name, v in zip(LABEL_NAMES, iou.tolist())},
+    }
+
+
+def attribute_summary(predicted: torch.Tensor, expected: torch.Tensor,
+                      names: list[str]) -> dict[str, Any]:
+    """Accuracy over all entries plus per-attribute accuracy and positive rate (bool [N, A])."""
+    counts = metrics.attribute_confusion(predicted, expected)
+    per_attribute = (predicted == expected).double().mean(0).tolist()
+    positive_rate = expected.double().mean(0).tolist()
+    return {
+        "accuracy": metrics.attribute_accuracy(counts),
+        "counts": counts,
+        "per_attribute_accuracy": dict(zip(names, per_attribute)),
+        "positive_rate": dict(zip(names, positive_rate)),
+    }
+
+
+@torch.no_grad()
+def validate(kind: str, network: nn.Module, dataset: Dataset, *, names: list[str],
+             batch_size: int, device: torch.device, num_workers: int = 0,
+             progress: bool = True) -> dict[str, Any]:
+    """Score an evaluator on real photos of one split."""
+    network.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+    columns = attribute_indices(names) if kind == "attributes" else []
+    confusion = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.long)
+    predicted, expected = [], []
+    for batch in tqdm(loader, desc=f"validate {kind}", disable=not progress, leave=False):
+        images = batch["image"].to(device)
+        if kind == "parser":
+            confusion += parser_confusion(network, images, batch["label"])
+        else:
+            predicted.append((network(images) > 0).cpu())
+            expected.append(batch["attributes"][:, columns] > 0.5)
+    summary = (segmentation_summary(confusion) if kind == "parser"
+               else attribute_summary(torch.cat(predicted), torch.cat(expected), names))
+    return {"n_images": len(dataset), **summary}
+
+
+def train_evaluator(kind: str, data_root: str | Path, *, out_path: str | Path | None = None,
+                    steps: int = 600, batch_size: int = 16, lr: float = 2e-3,
+                    architecture: dict[str, Any] | None = None,
+                    attribute_names: list[str] | None = None, device: str = "auto",
+                    seed: int = 0, num_workers: int = 0, validation_splits=("val", "test"),
+                    progress: bool = True) -> dict[str, Any]:
+    """Train one evaluator, save it (default ``<root>/evaluators/<kind>.pt``), return its scores.
+
+    ``architecture`` holds the network's constructor arguments (``channels``, ``depth``); the
+    classifier's attribute count follows ``attribute_names`` (all 40 when None).
+    """
+    if kind not in KINDS:
+        raise FaceregenError(f"unknown evaluator kind '{kind}' (choose from {', '.join(KINDS)})")
+    data_root = Path(data_root)
+    out_path = Path(out_path) if out_path else default_evaluator_path(data_root, kind)
+    device = resolve_device(device)
+    names = list(attribute_names) if attribute_names else list(ATTRIBUTE_NAMES)
+    columns = attribute_indices(names)
+    architecture = dict(architecture or {})
+    if kind == "attributes":
+        architecture["num_attributes"] = len(names)
+    train_set = open_split(data_root, "train", flip=True)
+    sample = train_set[0]
+    image_size = int(sample["image"].shape[-1])
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        network = build_evaluator(kind, architecture).to(device)
+        optimizer = torch.optim.Adam(network.parameters(), lr=lr)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step / steps, 1.0))))
+        loader = DataLoader(train_set, batch_size=batch_size, shuffle=True,
+                            drop_last=len(train_set) >= batch_size, num_workers=num_workers,
+                            generator=torch.Generator().manual_seed(seed))
+        network.train()
+        bar = tqdm(range(steps), desc=f"train {kind} evaluator", disable=not progress)
+        batches = endless(loader)
+        for step in bar:
+            batch = next(batches)
+            images = batch["image"].to(device)
+            if kind == "parser":
+                loss = F.cross_entropy(network(images), batch["label"].to(device))
+            else:
+                targets = batch["attributes"][:, columns].to(device)
+                loss = F.binary_cross_entropy_with_logits(network(images), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            if step % 10 == 0 or step == steps - 1:
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+        bar.close()
+
+    scores = {}
+    for split in validation_splits:
+        try:
+            dataset = open_split(data_root, split)
+        except FaceregenError:  # the split has no faces (e.g. no val split in `index`)
+            continue
+        scores[split] = validate(kind, network, dataset, names=names, batch_size=batch_size,
+                                 device=device, num_workers=num_workers, progress=progress)
+    save_evaluator(out_path, kind, network, architecture, image_size=image_size,
+                   data_root=data_root, steps=steps, metrics=scores,
+                   attribute_names=names if kind == "attributes" else None)
+    report = {"kind": kind, "path": str(out_path), "data_root": str(data_root),
+              "steps": steps, "image_size": image_size, "architecture": architecture,
+              "metrics": scores}
+    with atomic_path(out_path.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{kind} evaluator saved to {out_path}: {headline(kind, scores)}", flush=True)
+    return report
+
+
+def headline(kind: str, scores: dict[str, Any]) -> str:
+    """One line of the scores that matter: per split, pixel acc/mIoU or attribute accuracy."""
+    parts = []
+    for split, score in scores.items():
+        if kind == "parser":
+            parts.append(f"{split} pixel accuracy {100 * score['pixel_accuracy']:.2f}%, "
+                         f"mIoU {100 * score['mean_iou']:.2f}% (n={score['n_images']})")
+        else:
+            parts.append(f"{split} attribute accuracy {100 * score['accuracy']:.2f}% "
+                         f"(n={score['n_images']})")
+    return "; ".join(parts) or "no validation split"
