@@ -33,7 +33,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 def usage() -> str:
     lines = ["usage: faceregen <subcommand> [args]", "", "subcommands:"]
-    lines += [f"  {name:<7} {help_}" for name, (help_, _) in SUBCOMMANDS.items()]
+    lines += [f"  {name:<9} {help_}" for name, (help_, _) in SUBCOMMANDS.items()]
     lines += ["", "`faceregen <subcommand> --help` describes each one."]
     return "\n".join(lines)
 
