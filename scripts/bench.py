@@ -3,6 +3,7 @@
     python scripts/bench.py                                # offline default model, 64 px, CPU
     python scripts/bench.py --model pix2pixhd --size 64 --batch 4 --ngf 32 --n-downsample 3
     python scripts/bench.py --device cuda --precision bf16 --channels-last +experiment=celebamask
+    python scripts/bench.py --task regen --size 512 +experiment=celebamask   # regen latency
 
 Random label maps and images stand in for data, so the figures measure the networks and losses
 alone. Any further argument is a Hydra override of the train config.
@@ -136,8 +137,34 @@ def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: 
     }
 
 
+def bench_regen(cfg: DictConfig, device: torch.device, steps: int, warmup: int) -> dict:
+    """Latency of `faceregen regen` on one face: letterbox, encode, generate, restore."""
+    import numpy as np
+
+    from faceregen.checkpoint import Regenerator
+    from faceregen.regen import regenerate_arrays
+
+    nets = build_networks(cfg.model)
+    regenerator = Regenerator(
+        nets.generator.to(device).eval(),
+        nets.style_encoder.to(device).eval() if nets.style_encoder is not None else None,
+        cfg, 0, device)
+    rng = np.random.default_rng(0)
+    s = cfg.data.size
+    mask = rng.integers(0, cfg.data.label_classes, (s, s), dtype=np.uint8)
+    photo = rng.integers(0, 256, (s, s, 3), dtype=np.uint8)
+    times = []
+    for i in range(warmup + steps):
+        start = time.perf_counter()
+        regenerate_arrays(regenerator, mask, photo, mask)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return {"latency_s_per_image": sum(times) / len(times), "min_s": min(times)}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", default="train", choices=["train", "regen"])
     parser.add_argument("--model", default="style_pix2pixhd",
                         choices=["style_pix2pixhd", "pix2pixhd"])
     parser.add_argument("--size", type=int, default=64)
@@ -160,8 +187,14 @@ def main(argv: list[str] | None = None) -> None:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     cfg = compose_config(args)
-    result = bench(cfg, device, args.precision, args.channels_last, args.steps, args.warmup)
+    if args.task == "regen":
+        with torch.inference_mode():
+            result = bench_regen(cfg, device, args.steps, args.warmup)
+    else:
+        result = bench(cfg, device, args.precision, args.channels_last, args.steps,
+                       args.warmup)
     report = {
+        "task": args.task,
         "config": {"model": args.model, "size": cfg.data.size, "batch": cfg.data.batch_size,
                    "ngf": cfg.model.generator.ngf,
                    "n_downsample": cfg.model.generator.n_downsample,
