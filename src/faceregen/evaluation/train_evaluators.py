@@ -1,10 +1,11 @@
 """Train the evaluator networks on a prepared dataset's train split and measure them.
 
-The parser learns photo -> 19-class label map (cross-entropy), the classifier photo ->
-attributes (BCE). Both use horizontal flips (the dataset swaps left/right classes), Adam with a
-cosine decay, and are scored on the val and test splits of real photos: pixel accuracy and
-mean IoU for the parser, mean attribute accuracy (TP+TN)/all for the classifier. The scores
-are stored in the checkpoint and in a JSON file beside it.
+The parser learns photo -> 19-class label map (cross-entropy with frequency-balanced class
+weights), the classifier photo -> attributes (BCE). Both use horizontal flips (the dataset
+swaps left/right classes) and Adam with a one-cycle schedule, and are scored on the val and
+test splits of real photos: pixel accuracy and mean IoU for the parser, mean attribute
+accuracy (TP+TN)/all for the classifier. The scores are stored in the checkpoint and in a
+JSON file beside it.
 """
 
 from __future__ import annotations
@@ -47,6 +48,23 @@ def attribute_indices(names: list[str] | None) -> list[int]:
     if unknown:
         raise FaceregenError(f"unknown attribute names {unknown}; see faceregen.labels")
     return [ATTRIBUTE_NAMES.index(name) for name in names]
+
+
+def class_weights(dataset: Dataset, max_images: int = 500, max_ratio: float = 10.0
+                  ) -> torch.Tensor:
+    """Cross-entropy weights ~ frequency^-1/2 (from up to ``max_images`` label maps), capped at
+    ``max_ratio`` x the smallest and normalised so that the mean weight per pixel is 1.
+
+    Without them the parser learns background, skin and hair first and the small parts (eyes,
+    brows, lips: a few pixels at 64 px) only after many more steps.
+    """
+    counts = torch.zeros(NUM_CLASSES, dtype=torch.float64)
+    for position in range(min(len(dataset), max_images)):
+        counts += torch.bincount(dataset[position]["label"].flatten(), minlength=NUM_CLASSES)
+    frequency = counts / counts.sum()
+    weights = frequency.clamp_min(1e-12).rsqrt()
+    weights = weights.clamp_max(weights.min() * max_ratio)
+    return (weights / (weights * frequency).sum()).float()
 
 
 def endless(loader: DataLoader):
@@ -137,8 +155,9 @@ def train_evaluator(kind: str, data_root: str | Path, *, out_path: str | Path | 
         torch.manual_seed(seed)
         network = build_evaluator(kind, architecture).to(device)
         optimizer = torch.optim.Adam(network.parameters(), lr=lr)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step / steps, 1.0))))
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps,
+                                                       pct_start=0.15)
+        weights = class_weights(train_set).to(device) if kind == "parser" else None
         loader = DataLoader(train_set, batch_size=batch_size, shuffle=True,
                             drop_last=len(train_set) >= batch_size, num_workers=num_workers,
                             generator=torch.Generator().manual_seed(seed))
@@ -149,7 +168,8 @@ def train_evaluator(kind: str, data_root: str | Path, *, out_path: str | Path | 
             batch = next(batches)
             images = batch["image"].to(device)
             if kind == "parser":
-                loss = F.cross_entropy(network(images), batch["label"].to(device))
+                loss = F.cross_entropy(network(images), batch["label"].to(device),
+                                       weight=weights)
             else:
                 targets = batch["attributes"][:, columns].to(device)
                 loss = F.binary_cross_entropy_with_logits(network(images), targets)
