@@ -125,6 +125,8 @@ def ensure_evaluators(ev_cfg: DictConfig, data_root: Path, device: torch.device,
                             batch_size=int(settings.batch_size), lr=float(settings.lr),
                             architecture=OmegaConf.to_container(settings.architecture),
                             attribute_names=list(names) if names else None,
+                            weight_decay=float(settings.get("weight_decay", 0.0)),
+                            max_shift=int(settings.get("max_shift", 0)),
                             device=str(device), seed=int(ev_cfg.seed),
                             num_workers=num_workers, progress=progress)
         loaded[kind] = load_evaluator(path, kind, device)

@@ -67,6 +67,18 @@ def class_weights(dataset: Dataset, max_images: int = 500, max_ratio: float = 10
     return (weights / (weights * frequency).sum()).float()
 
 
+def random_shift(images: torch.Tensor, max_shift: int) -> torch.Tensor:
+    """Translate each image by up to ``max_shift`` pixels (edge padding): the classifier sees
+    each training face at several positions, which curbs memorising a few hundred faces."""
+    if max_shift <= 0:
+        return images
+    size = images.shape[-2:]
+    padded = F.pad(images, [max_shift] * 4, mode="replicate")
+    offsets = torch.randint(0, 2 * max_shift + 1, (images.shape[0], 2))
+    return torch.stack([p[:, y:y + size[0], x:x + size[1]]
+                        for p, (y, x) in zip(padded, offsets.tolist())])
+
+
 def endless(loader: DataLoader):
     while True:
         yield from loader
@@ -130,7 +142,8 @@ def train_evaluator(kind: str, data_root: str | Path, *, out_path: str | Path | 
                     steps: int = 600, batch_size: int = 16, lr: float = 2e-3,
                     architecture: dict[str, Any] | None = None,
                     attribute_names: list[str] | None = None, device: str = "auto",
-                    seed: int = 0, num_workers: int = 0, validation_splits=("val", "test"),
+                    weight_decay: float = 0.0, max_shift: int = 0, seed: int = 0,
+                    num_workers: int = 0, validation_splits=("val", "test"),
                     progress: bool = True) -> dict[str, Any]:
     """Train one evaluator, save it (default ``<root>/evaluators/<kind>.pt``), return its scores.
 
@@ -154,7 +167,7 @@ def train_evaluator(kind: str, data_root: str | Path, *, out_path: str | Path | 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         network = build_evaluator(kind, architecture).to(device)
-        optimizer = torch.optim.Adam(network.parameters(), lr=lr)
+        optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=weight_decay)
         schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps,
                                                        pct_start=0.15)
         weights = class_weights(train_set).to(device) if kind == "parser" else None
@@ -172,7 +185,8 @@ def train_evaluator(kind: str, data_root: str | Path, *, out_path: str | Path | 
                                        weight=weights)
             else:
                 targets = batch["attributes"][:, columns].to(device)
-                loss = F.binary_cross_entropy_with_logits(network(images), targets)
+                logits = network(random_shift(images, max_shift))
+                loss = F.binary_cross_entropy_with_logits(logits, targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
