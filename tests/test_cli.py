@@ -84,6 +84,7 @@ def test_report_experiments_follow_the_spec(hydra_configs):
     assert style.model.style_encoder is not None and base.model.style_encoder is None
     assert not base.model.generator.use_style
     assert style.model.generator.ngf == base.model.generator.ngf
+    assert style.optim.generator.lr == base.optim.generator.lr == 2e-4
 
 
 def test_command_line_overrides_win_over_the_experiment(hydra_configs):
