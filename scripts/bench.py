@@ -30,8 +30,9 @@ from faceregen.utils import autocast_dtype
 
 
 def compose_config(args: argparse.Namespace) -> DictConfig:
-    overrides = [f"model={args.model}", f"data.size={args.size}",
-                 f"data.batch_size={args.batch}", "loss.vgg.weights=random"]
+    overrides = [f"model={args.model}", f"data.size={args.size}", "loss.vgg.weights=random"]
+    if args.batch:
+        overrides.append(f"data.batch_size={args.batch}")
     if args.ngf:
         overrides.append(f"model.generator.ngf={args.ngf}")
     if args.n_downsample:
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="style_pix2pixhd",
                         choices=["style_pix2pixhd", "pix2pixhd"])
     parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=None, help="default: data.batch_size")
     parser.add_argument("--ngf", type=int, default=None)
     parser.add_argument("--n-downsample", type=int, default=None)
     parser.add_argument("--num-d", type=int, default=None)

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The synthetic benchmark (docs/benchmark.md): the style model and the pix2pixHD baseline trained
 # with the same budget on the offline synthetic set, then `faceregen eval` prints the table.
-#   STEPS=600 OUT=checkpoints/benchmark scripts/synthetic_benchmark.sh
+#   STEPS=700 OUT=checkpoints/benchmark scripts/synthetic_benchmark.sh
 set -euo pipefail
-STEPS=${STEPS:-600}
+STEPS=${STEPS:-700}
 OUT=${OUT:-checkpoints/benchmark}
 FACEREGEN=${FACEREGEN:-faceregen}
 budget=(trainer.max_steps="$STEPS" trainer.max_minutes=null trainer.resume=auto)

@@ -30,6 +30,7 @@ TINY = [
     "trainer.max_minutes=null", "trainer.log_every=2", "trainer.sample_every=2",
     "trainer.ckpt_every=2", "trainer.keep_last=5", "trainer.num_samples=4",
     "trainer.deterministic=true", "trainer.device=cpu", "logger.enabled=false",
+    "loss.gp_every=1",
 ]
 
 

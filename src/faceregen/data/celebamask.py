@@ -42,18 +42,23 @@ class AttributeTable:
     bad_lines: list[str]
 
 
+def _read_lines(path: Path, what: str, hint: str = "") -> list[str]:
+    """The lines of an annotation text file, or a user error naming it."""
+    try:
+        return path.read_text().splitlines()
+    except FileNotFoundError:
+        raise FaceregenError(f"{path}: {what} not found{hint}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FaceregenError(f"{path}: cannot read {what} ({exc})") from None
+
+
 def read_attributes(root: Path) -> AttributeTable:
     """Parse the attribute file; a malformed face line is collected in ``bad_lines``.
 
     A malformed header (count or names) is fatal: nothing after it can be trusted.
     """
     path = Path(root) / ATTRIBUTE_FILE
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        raise FaceregenError(f"{path}: attribute file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FaceregenError(f"{path}: cannot read attribute file ({exc})") from None
+    lines = _read_lines(path, "attribute file")
     if len(lines) < 2 or not lines[0].strip().isdigit():
         raise FaceregenError(f"{path}:1: expected the number of faces on the first line")
     names = lines[1].split()
@@ -98,12 +103,7 @@ def _attribute_line_problem(fields: list[str], seen: dict[int, list[int]]) -> st
 def read_mapping(root: Path) -> dict[int, int]:
     """CelebA-HQ index -> original CelebA index, from the mapping file."""
     path = Path(root) / MAPPING_FILE
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        raise FaceregenError(f"{path}: mapping file not found (needed by --split celeba)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FaceregenError(f"{path}: cannot read mapping file ({exc})") from None
+    lines = _read_lines(path, "mapping file", " (needed by --split celeba)")
     if not lines or lines[0].split() != MAPPING_HEADER.split():
         raise FaceregenError(f"{path}:1: expected the header '{MAPPING_HEADER}'")
     mapping: dict[int, int] = {}

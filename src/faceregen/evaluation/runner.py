@@ -534,17 +534,22 @@ COMMAND_KEYS = ("ckpt", "baseline_ckpt", "data_root", "split", "device", "batch_
                 "evaluators.auto_train")
 
 
-def command_line(cfg: DictConfig) -> str:
+def command_line(cfg: DictConfig, run_dir: Path) -> str:
     """The command that produced this run: `faceregen eval` plus Hydra's task overrides.
 
-    When ``evaluate`` is called from Python (no Hydra run), the command is rebuilt from the
-    config's main settings.
+    When ``evaluate`` is called from Python (no Hydra run writing to ``run_dir``; a Hydra
+    config left over from an earlier in-process run does not count), the command is rebuilt
+    from the config's main settings.
     """
-    try:
-        from hydra.core.hydra_config import HydraConfig
+    from hydra.core.hydra_config import HydraConfig
 
+    try:
+        output_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else None
+    except Exception:  # a partial config from an interrupted in-process run
+        output_dir = None
+    if output_dir and Path(output_dir).resolve() == Path(run_dir).resolve():
         overrides = list(HydraConfig.get().overrides.task)
-    except ValueError:
+    else:
         overrides = [f"{key}={OmegaConf.select(cfg, key)}" for key in COMMAND_KEYS
                      if OmegaConf.select(cfg, key) is not None]
     return shlex.join(["faceregen", "eval", *overrides])
@@ -651,7 +656,7 @@ def evaluate(cfg: DictConfig, run_dir: Path, progress: bool = True) -> dict[str,
                 "reason": fid_space_.unavailable_reason,
                 "gt_reference": cfg.get("gt_reference")},
         "rows": rows,
-        "command": command_line(cfg),
+        "command": command_line(cfg, run_dir),
         "config": OmegaConf.to_container(cfg, resolve=False),
         "seconds": round(time.time() - started, 1),
     }
