@@ -30,7 +30,7 @@ from faceregen.checkpoint import load_checkpoint, load_state, save_checkpoint
 from faceregen.data import FaceDataset, ensure_dataset
 from faceregen.errors import FaceregenError
 from faceregen.masks import one_hot
-from faceregen.models import build_networks
+from faceregen.models import build_networks, generate
 from faceregen.train import distributed as dist_utils
 from faceregen.train.objectives import discriminator_objective, generator_objective
 from faceregen.train.visualize import sample_grid, save_png
@@ -242,10 +242,10 @@ class Trainer:
         # Weights the losses need are checked before any data or training work.
         self.perceptual = self._build_perceptual()
 
-        if self.info.is_main:
-            root = ensure_dataset(cfg.data)
+        if self.info.is_main:  # rank 0 makes the data; the others find it made
+            ensure_dataset(cfg.data)
         dist_utils.barrier(self.info)
-        root = ensure_dataset(cfg.data) if not self.info.is_main else root
+        root = ensure_dataset(cfg.data)
         dcfg = cfg.data
         self.train_set = FaceDataset(root, "train", flip=dcfg.flip, crop=dcfg.crop,
                                      crop_scale=tuple(dcfg.crop_scale),
@@ -265,7 +265,7 @@ class Trainer:
         self.style_encoder_ema = (copy.deepcopy(self.style_encoder).eval().requires_grad_(False)
                                   if self.style_encoder is not None else None)
 
-        self.g_params = [p for m in self._g_modules() for p in m.parameters()]
+        self.g_params = list(nets.generator_parameters())
         self.d_params = list(self.discriminator.parameters())
         self.opt_g = instantiate(cfg.optim.generator)(params=self.g_params)
         self.opt_d = instantiate(cfg.optim.discriminator)(params=self.d_params)
@@ -304,9 +304,7 @@ class Trainer:
         def run(label_onehot, ref_image, ref_onehot, generator=None, style_encoder=None):
             generator = self.generator if generator is None else generator
             style_encoder = self.style_encoder if style_encoder is None else style_encoder
-            style = (style_encoder(ref_image, ref_onehot)
-                     if self.style_encoder is not None else None)
-            return generator(label_onehot, style)
+            return generate(generator, style_encoder, label_onehot, ref_image, ref_onehot)
 
         return torch.compile(run) if self.cfg.trainer.compile else run
 
