@@ -21,11 +21,17 @@ from contextlib import nullcontext
 import torch
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
+from torch.utils.flop_counter import FlopCounterMode
 
 import faceregen.config  # noqa: F401  (registers the config schemas)
 from faceregen.losses.perceptual import VGGPerceptualLoss
 from faceregen.models import build_networks, generate
-from faceregen.train.objectives import discriminator_objective, generator_objective
+from faceregen.train.objectives import (
+    backward_separately,
+    discriminate,
+    discriminator_objective,
+    generator_objective,
+)
 from faceregen.utils import autocast_dtype
 
 
@@ -81,9 +87,10 @@ def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: 
     d = nets.discriminator.to(device, memory_format=fmt)
     vgg = (VGGPerceptualLoss(weights="random").to(device, memory_format=fmt)
            if cfg.loss.lambda_vgg > 0 else None)
-    g_params = [*g.parameters(), *(e.parameters() if e else [])]
+    g_params = list(nets.generator_parameters())
+    d_params = list(d.parameters())
     opt_g = torch.optim.Adam(g_params, lr=2e-4, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(d_params, lr=2e-4, betas=(0.5, 0.999))
     dtype = autocast_dtype(precision)
 
     def autocast():
@@ -96,44 +103,54 @@ def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: 
     label_oh = label_oh.contiguous(memory_format=fmt)
     real = (torch.rand(b, 3, s, s, device=device) * 2 - 1).contiguous(memory_format=fmt)
 
-    timer = Timer(device)
-    for i in range(warmup + steps):
-        if i == warmup:
-            timer.totals.clear()
+    every = max(1, int(cfg.loss.gp_every))
+
+    def step(timer: Timer, index: int, probe_vgg: bool = True) -> None:
         with timer.section("step"):
             with timer.section("g_forward"), autocast():
                 fake = generate(g, e, label_oh, real, label_oh)
-            with timer.section("d_losses_backward"):
-                with autocast():
-                    d_terms, real_features = discriminator_objective(
-                        d, label_oh, fake, real, cfg.loss, apply_penalty=True)
-                opt_d.zero_grad(set_to_none=True)
-                sum(d_terms.values()).backward()
-            with timer.section("g_losses_backward"):
-                d.requires_grad_(False)
-                with autocast():
-                    terms = generator_objective(d, label_oh, fake, real, real_features, vgg,
-                                                cfg.loss)
-                opt_g.zero_grad(set_to_none=True)
-                sum(terms.values()).backward()
-                d.requires_grad_(True)
+            with timer.section("d_forward"), autocast():
+                fake_features, real_features = discriminate(d, label_oh, fake, real)
+            with timer.section("losses_forward"), autocast():
+                d_terms = discriminator_objective(d, label_oh, fake, real, fake_features,
+                                                  real_features, cfg.loss,
+                                                  apply_penalty=index % every == 0,
+                                                  penalty_scale=float(every))
+                g_terms = generator_objective(fake, real, fake_features, real_features, vgg,
+                                              cfg.loss)
+            opt_d.zero_grad(set_to_none=True)
+            opt_g.zero_grad(set_to_none=True)
+            with timer.section("backward"):
+                backward_separately(sum(d_terms.values()), d_params,
+                                    sum(g_terms.values()), g_params)
             with timer.section("optimizer_steps"):
                 opt_g.step()
                 opt_d.step()
-        if vgg is not None:
+        if vgg is not None and probe_vgg:
             with timer.section("vgg_forward_backward"):
                 probe = fake.detach().requires_grad_(True)
                 with autocast():
                     loss = vgg(probe, real)
                 loss.backward()
+
+    with FlopCounterMode(display=False) as flop_counter:  # convolutions and matmuls
+        for index in range(every):  # one penalty interval
+            step(Timer(device), index, probe_vgg=False)
+    step_flops = flop_counter.get_total_flops() / every
+
+    timer = Timer(device)
+    for i in range(warmup + steps):
+        if i == warmup:
+            timer.totals.clear()
+        step(timer, i - warmup)
     per_step = {k: v / steps for k, v in timer.totals.items()}
     return {
         "img_per_s": b / per_step["step"],
         "step_s": per_step["step"],
-        "g_forward_s": per_step["g_forward"],
-        "g_losses_backward_s": per_step["g_losses_backward"],
-        "d_losses_backward_s": per_step["d_losses_backward"],
-        "optimizer_steps_s": per_step["optimizer_steps"],
+        "gflop_per_step": step_flops / 1e9,
+        "achieved_gflop_per_s": step_flops / 1e9 / per_step["step"],
+        **{f"{name}_s": per_step[name] for name in
+           ("g_forward", "d_forward", "losses_forward", "backward", "optimizer_steps")},
         "vgg_forward_backward_s": per_step.get("vgg_forward_backward"),
     }
 

@@ -86,6 +86,22 @@ def test_a_few_steps_of_each_model(model, train_data, tmp_path):
     assert (regen.style_encoder is None) == (model == "pix2pixhd")
 
 
+@pytest.mark.slow
+def test_compiled_training_with_the_penalty_saves_plain_weights(train_data, tmp_path):
+    """trainer.compile=true: the generator path and D compiled (the penalty's double backward
+    stays eager); the checkpoint holds the modules' own keys, so eval and regen load it."""
+    summary = train(tiny_config(train_data, "trainer.compile=true", "trainer.max_steps=2"),
+                    tmp_path)
+    assert summary["step"] == 2 and "loss_d/gp" in summary["losses"]
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    for network in ("generator", "style_encoder", "discriminator", "generator_ema"):
+        assert not any("_orig_mod" in key for key in state[network]), network
+        assert all(torch.isfinite(v).all() for v in state[network].values()), network
+    regen = load_regenerator(tmp_path / "checkpoints" / "last.pt")
+    label = torch.randint(0, 19, (1, 32, 32))
+    assert regen(label, torch.rand(1, 3, 32, 32) * 2 - 1, label).shape == (1, 3, 32, 32)
+
+
 def test_checkpoint_holds_the_full_training_state(train_data, tmp_path):
     train(tiny_config(train_data, "trainer.max_steps=2"), tmp_path)
     state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")

@@ -1,8 +1,13 @@
 """The generator and discriminator objectives of SPEC section 4, as dicts of named terms.
 
-The dict keys are the TensorBoard tags; the trainer sums the values. As in pix2pixHD, one step
-runs the discriminator three times per sample (fake for D, real, fake for G): the real pass of
-the discriminator objective also provides the feature-matching targets of the generator.
+The dict keys are the TensorBoard tags; the trainer sums the values. Both objectives of a step
+see the networks as they are at the start of the step, as in pix2pixHD, so the discriminator's
+outputs on the fakes are the same for both: :func:`discriminate` runs the discriminator once
+over fakes and reals together, the discriminator loss and the generator's adversarial and
+feature-matching terms all read that one pass, and the caller back-propagates each loss into
+its own network's parameters only (``backward(inputs=...)``). pix2pixHD's code runs the
+discriminator three times per sample (detached fake, real, fake again for G); this runs it
+twice, with the same gradients.
 """
 
 from __future__ import annotations
@@ -18,22 +23,33 @@ from faceregen.losses.gradient_penalty import gradient_penalty
 Features = list[list[torch.Tensor]]
 
 
-def discriminator_objective(discriminator: torch.nn.Module, label_onehot: torch.Tensor,
-                            fake: torch.Tensor, real: torch.Tensor, loss_cfg: DictConfig,
-                            apply_penalty: bool, penalty_scale: float = 1.0
-                            ) -> tuple[dict[str, torch.Tensor], Features]:
-    """L_D = 0.5 (L_real + L_fake) + lambda_gp L_gp, and the detached features of the reals.
+def discriminate(discriminator: torch.nn.Module, label_onehot: torch.Tensor,
+                 fake: torch.Tensor, real: torch.Tensor) -> tuple[Features, Features]:
+    """The discriminator's per-scale features of (label, fake) and (label, real), one batch.
 
-    The penalty is added only on its scheduled steps, scaled by the interval.
+    The fakes keep their graph to the generator: the discriminator loss and the generator's
+    terms are both computed from these outputs.
     """
     n = fake.shape[0]
-    preds = discriminator(torch.cat([torch.cat([label_onehot, fake.detach()], 1),
+    preds = discriminator(torch.cat([torch.cat([label_onehot, fake], 1),
                                      torch.cat([label_onehot, real], 1)], 0))
-    pred_fake = [[scale[-1][:n]] for scale in preds]
-    pred_real = [[scale[-1][n:]] for scale in preds]
+    return ([[f[:n] for f in scale] for scale in preds],
+            [[f[n:] for f in scale] for scale in preds])
+
+
+def discriminator_objective(discriminator: torch.nn.Module, label_onehot: torch.Tensor,
+                            fake: torch.Tensor, real: torch.Tensor, fake_features: Features,
+                            real_features: Features, loss_cfg: DictConfig,
+                            apply_penalty: bool, penalty_scale: float = 1.0
+                            ) -> dict[str, torch.Tensor]:
+    """L_D = 0.5 (L_real + L_fake) + lambda_gp L_gp.
+
+    The penalty is added only on its scheduled steps, scaled by the interval; it needs its own
+    pass over interpolated images, hence the discriminator and the images.
+    """
     terms = {
-        "loss_d/fake": 0.5 * gan_loss(pred_fake, False, mode=loss_cfg.gan_mode),
-        "loss_d/real": 0.5 * gan_loss(pred_real, True, mode=loss_cfg.gan_mode),
+        "loss_d/fake": 0.5 * gan_loss(fake_features, False, mode=loss_cfg.gan_mode),
+        "loss_d/real": 0.5 * gan_loss(real_features, True, mode=loss_cfg.gan_mode),
     }
     if apply_penalty and loss_cfg.lambda_gp > 0:
         # Second-order gradients in reduced precision are too noisy: the penalty runs in fp32.
@@ -41,26 +57,35 @@ def discriminator_objective(discriminator: torch.nn.Module, label_onehot: torch.
             penalty = gradient_penalty(discriminator, real.float(), fake.detach().float(),
                                        label_onehot.float(), mode=loss_cfg.gp_mode)
         terms["loss_d/gp"] = loss_cfg.lambda_gp * penalty_scale * penalty
-    real_features = [[f[n:].detach() for f in scale] for scale in preds]
-    return terms, real_features
+    return terms
 
 
-def generator_objective(discriminator: torch.nn.Module, label_onehot: torch.Tensor,
-                        fake: torch.Tensor, real: torch.Tensor, real_features: Features,
-                        perceptual: torch.nn.Module | None, loss_cfg: DictConfig
-                        ) -> dict[str, torch.Tensor]:
+def generator_objective(fake: torch.Tensor, real: torch.Tensor, fake_features: Features,
+                        real_features: Features, perceptual: torch.nn.Module | None,
+                        loss_cfg: DictConfig) -> dict[str, torch.Tensor]:
     """L_G = L_adv + lambda_feat L_fm + lambda_vgg L_vgg (+ lambda_l1 L_1).
 
-    ``real_features`` come from the discriminator objective's pass over the same reals.
+    ``fake_features`` and ``real_features`` are the :func:`discriminate` outputs of the step.
     """
-    pred_fake = discriminator(torch.cat([label_onehot, fake], 1))
-    terms = {"loss_g/adv": gan_loss(pred_fake, True, mode=loss_cfg.gan_mode,
+    terms = {"loss_g/adv": gan_loss(fake_features, True, mode=loss_cfg.gan_mode,
                                     for_discriminator=False)}
     if loss_cfg.lambda_feat > 0:
-        terms["loss_g/feat"] = loss_cfg.lambda_feat * feature_matching_loss(pred_fake,
+        terms["loss_g/feat"] = loss_cfg.lambda_feat * feature_matching_loss(fake_features,
                                                                             real_features)
     if perceptual is not None and loss_cfg.lambda_vgg > 0:
         terms["loss_g/vgg"] = loss_cfg.lambda_vgg * perceptual(fake, real)
     if loss_cfg.lambda_l1 > 0:
         terms["loss_g/l1"] = loss_cfg.lambda_l1 * F.l1_loss(fake, real)
     return terms
+
+
+def backward_separately(loss_d: torch.Tensor, d_params: list[torch.Tensor],
+                        loss_g: torch.Tensor, g_params: list[torch.Tensor]) -> None:
+    """Gradients of ``loss_d`` into the discriminator only and of ``loss_g`` into the generator
+    (and style encoder) only, through the one shared discriminator pass.
+
+    The first backward keeps the graph for the second; neither computes the weight gradients
+    of the other network's layers.
+    """
+    loss_d.backward(inputs=d_params, retain_graph=True)
+    loss_g.backward(inputs=g_params)

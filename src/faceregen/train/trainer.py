@@ -32,7 +32,12 @@ from faceregen.errors import FaceregenError
 from faceregen.masks import one_hot
 from faceregen.models import build_networks, generate
 from faceregen.train import distributed as dist_utils
-from faceregen.train.objectives import discriminator_objective, generator_objective
+from faceregen.train.objectives import (
+    backward_separately,
+    discriminate,
+    discriminator_objective,
+    generator_objective,
+)
 from faceregen.train.visualize import sample_grid, save_png
 from faceregen.utils import autocast_dtype, resolve_device
 
@@ -355,22 +360,20 @@ class Trainer:
         every = max(1, int(lcfg.gp_every))
         with self._autocast():
             fake = self.run_generator(label_oh, ref_image, ref_oh)
-            d_terms, real_features = discriminator_objective(
-                self.run_discriminator, label_oh, fake, real, lcfg,
-                apply_penalty=self.step % every == 0, penalty_scale=float(every))
+            fake_features, real_features = discriminate(self.run_discriminator, label_oh,
+                                                         fake, real)
+            # The penalty differentiates D twice: that runs eagerly, never through a compiled D.
+            d_terms = discriminator_objective(
+                self.discriminator, label_oh, fake, real, fake_features, real_features,
+                lcfg, apply_penalty=self.step % every == 0, penalty_scale=float(every))
+            g_terms = generator_objective(fake, real, fake_features, real_features,
+                                          self.perceptual, lcfg)
             loss_d = sum(d_terms.values())
-        self.opt_d.zero_grad(set_to_none=True)
-        self.scaler.scale(loss_d).backward()
-
-        # The generator's pass through D must not add to D's gradients.
-        self.discriminator.requires_grad_(False)
-        with self._autocast():
-            g_terms = generator_objective(self.run_discriminator, label_oh, fake, real,
-                                          real_features, self.perceptual, lcfg)
             loss_g = sum(g_terms.values())
+        self.opt_d.zero_grad(set_to_none=True)
         self.opt_g.zero_grad(set_to_none=True)
-        self.scaler.scale(loss_g).backward()
-        self.discriminator.requires_grad_(True)
+        backward_separately(self.scaler.scale(loss_d), self.d_params,
+                            self.scaler.scale(loss_g), self.g_params)
 
         dist_utils.average_gradients(self.g_params, self.info)
         dist_utils.average_gradients(self.d_params, self.info)

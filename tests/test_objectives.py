@@ -1,0 +1,93 @@
+"""The one-pass step objectives give exactly the gradients of pix2pixHD's three passes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+
+import faceregen.config  # noqa: F401  (registers the config schemas)
+from faceregen.losses import feature_matching_loss, gan_loss
+from faceregen.models import build_networks, generate
+from faceregen.train.objectives import (
+    backward_separately,
+    discriminate,
+    discriminator_objective,
+    generator_objective,
+)
+
+
+def tiny_setup(gan_mode: str):
+    GlobalHydra.instance().clear()
+    with initialize_config_module(version_base="1.3", config_module="faceregen.configs"):
+        cfg = compose(config_name="train", overrides=[
+            "model.generator.ngf=8", "model.generator.n_downsample=2",
+            "model.generator.n_blocks=1", "model.discriminator.ndf=8",
+            "model.discriminator.n_layers=2", "model.discriminator.num_D=2",
+            "loss.lambda_vgg=0", "loss.lambda_l1=1", f"loss.gan_mode={gan_mode}"])
+    torch.manual_seed(0)
+    nets = build_networks(cfg.model)
+    label = F.one_hot(torch.randint(0, 19, (3, 32, 32)), 19).permute(0, 3, 1, 2).float()
+    real = torch.rand(3, 3, 32, 32) * 2 - 1
+    return cfg, nets, label, real
+
+
+def grads(params) -> list[torch.Tensor]:
+    return [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in params]
+
+
+@pytest.mark.parametrize("gan_mode", ["lsgan", "hinge"])
+def test_shared_pass_gradients_equal_the_three_pass_step(gan_mode):
+    cfg, nets, label, real = tiny_setup(gan_mode)
+    g_params, d_params = list(nets.generator_parameters()), list(nets.discriminator.parameters())
+    d, loss_cfg = nets.discriminator, cfg.loss
+
+    fake = generate(nets.generator, nets.style_encoder, label, real, label)
+    fake_features, real_features = discriminate(d, label, fake, real)
+    d_terms = discriminator_objective(d, label, fake, real, fake_features, real_features,
+                                      loss_cfg, apply_penalty=False)
+    g_terms = generator_objective(fake, real, fake_features, real_features, None, loss_cfg)
+    backward_separately(sum(d_terms.values()), d_params, sum(g_terms.values()), g_params)
+    shared_d, shared_g = grads(d_params), grads(g_params)
+
+    # pix2pixHD: D on the detached fake and on the real for L_D, then D again on the fake
+    # (D frozen) for L_G, its features matched against the real pass.
+    for p in g_params + d_params:
+        p.grad = None
+    fake = generate(nets.generator, nets.style_encoder, label, real, label)
+    pred_fake_detached = d(torch.cat([label, fake.detach()], 1))
+    pred_real = d(torch.cat([label, real], 1))
+    loss_d = 0.5 * (gan_loss(pred_fake_detached, False, mode=gan_mode)
+                    + gan_loss(pred_real, True, mode=gan_mode))
+    loss_d.backward()
+    d.requires_grad_(False)
+    pred_fake = d(torch.cat([label, fake], 1))
+    loss_g = (gan_loss(pred_fake, True, mode=gan_mode, for_discriminator=False)
+              + loss_cfg.lambda_feat * feature_matching_loss(pred_fake, pred_real)
+              + loss_cfg.lambda_l1 * F.l1_loss(fake, real))
+    loss_g.backward()
+    d.requires_grad_(True)
+
+    assert set(d_terms) == {"loss_d/fake", "loss_d/real"}
+    assert set(g_terms) == {"loss_g/adv", "loss_g/feat", "loss_g/l1"}
+    assert torch.allclose(sum(d_terms.values()), loss_d, atol=1e-6)
+    assert torch.allclose(sum(g_terms.values()), loss_g, atol=1e-6)
+    assert any(g.abs().sum() > 0 for g in shared_d) and any(g.abs().sum() > 0 for g in shared_g)
+    for shared, reference in zip(shared_d + shared_g, grads(d_params) + grads(g_params)):
+        assert torch.allclose(shared, reference, rtol=1e-4, atol=1e-7)
+
+
+def test_penalty_step_adds_the_scaled_penalty_and_trains_only_d():
+    cfg, nets, label, real = tiny_setup("lsgan")
+    d = nets.discriminator
+    fake = generate(nets.generator, nets.style_encoder, label, real, label)
+    fake_features, real_features = discriminate(d, label, fake, real)
+    terms = discriminator_objective(d, label, fake, real, fake_features, real_features,
+                                    cfg.loss, apply_penalty=True, penalty_scale=4.0)
+    assert set(terms) == {"loss_d/fake", "loss_d/real", "loss_d/gp"}
+    assert terms["loss_d/gp"] > 0
+    backward_separately(sum(terms.values()), list(d.parameters()),
+                        fake.mean(), list(nets.generator_parameters()))
+    assert all(p.grad is not None for p in d.parameters())
