@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -113,3 +114,31 @@ def test_mapping_gives_roughly_80_10_10():
     assert shares["val"] == pytest.approx(0.1, abs=0.02)
     assert shares["test"] == pytest.approx(0.1, abs=0.02)
     assert len(set(orig)) == len(orig)
+
+
+def test_threshold_attributes_leave_a_visible_gap():
+    """Shape values never fall near an attribute's threshold, and the file says which side."""
+    from faceregen.data.synth import SHAPE_ATTRIBUTES, face_attributes, sample_face, sample_look
+
+    value_of = {"Smiling": "smile", "Narrow_Eyes": "eye_open", "Bushy_Eyebrows": "brow_thickness",
+                "Arched_Eyebrows": "brow_arch", "Big_Lips": "lip_scale", "Big_Nose": "nose_width"}
+    assert set(value_of) == set(SHAPE_ATTRIBUTES)
+    rng = np.random.default_rng(0)
+    faces = [sample_face(rng, 256) for _ in range(400)]
+    for name, attribute in SHAPE_ATTRIBUTES.items():
+        low, high = sorted([attribute.without, attribute.with_])
+        assert low[1] < attribute.threshold < high[0]
+        values = np.array([getattr(face, value_of[name]) for face in faces])
+        in_low = (values >= low[0]) & (values <= low[1])
+        in_high = (values >= high[0]) & (values <= high[1])
+        assert (in_low | in_high).all(), name
+        with_share = (in_high if attribute.with_ == high else in_low).mean()
+        assert abs(with_share - attribute.share) < 0.08, (name, with_share)
+    face, label = faces[0], np.zeros((8, 8), np.uint8)
+    look = sample_look(face, rng)
+    for name, attribute in SHAPE_ATTRIBUTES.items():
+        for value_range, expected in ((attribute.with_, 1), (attribute.without, -1)):
+            for value in value_range:
+                changed = dataclasses.replace(face, **{value_of[name]: value})
+                attributes = face_attributes(changed, look, label)
+                assert attributes[ATTRIBUTE_NAMES.index(name)] == expected, (name, value)

@@ -123,6 +123,9 @@ def test_ensure_dataset_synthesises_once(tmp_path, caplog):
         assert ensure_dataset(cfg) == root
     assert not caplog.records
     assert len(FaceDataset(root, "all")) == 6
+    cfg.synth_num = 8  # another synthetic set than the one on disk: never reused in silence
+    with pytest.raises(FaceregenError, match="holds 6 synthetic faces but data.synth_num is 8"):
+        ensure_dataset(cfg)
 
 
 def test_ensure_dataset_without_synthesis_names_the_command(tmp_path):

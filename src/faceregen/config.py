@@ -34,7 +34,7 @@ class DataConfig:
     label_classes: int = 19
     split: str = "celeba"
     synthesize: bool = False
-    synth_num: int = 600
+    synth_num: int = 2000
     synth_size: int = 128
     synth_seed: int = 0
     batch_size: int = 8

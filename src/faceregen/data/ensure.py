@@ -27,7 +27,7 @@ def ensure_dataset(data_cfg) -> Path:
     """
     root = Path(data_cfg.root)
     if (root / MANIFEST).exists():
-        _check_size(root, data_cfg.size)
+        _check_prepared(root, data_cfg)
         return root
     if not data_cfg.synthesize:
         raise FaceregenError(f"{root / MANIFEST} not found; prepare the dataset first: "
@@ -47,11 +47,22 @@ def ensure_dataset(data_cfg) -> Path:
     return root
 
 
-def _check_size(root: Path, size: int) -> None:
+def _check_prepared(root: Path, data_cfg) -> None:
+    """A prepared set must match the config's size and, when it was prepared from the config's
+    synthetic raw set, its face count (an older or differently sized synthetic set would
+    otherwise be reused in silence)."""
     try:
         meta = json.loads((root / META).read_text())
     except (OSError, ValueError):
         return
+    size = data_cfg.size
     if meta.get("size") not in (None, size):
         raise FaceregenError(f"{root} was prepared at {meta['size']} px but the config asks for "
                              f"{size}; point data.root elsewhere or prepare it again")
+    made_here = (data_cfg.synthesize and meta.get("source") is not None
+                 and Path(meta["source"]).resolve() == Path(data_cfg.raw_root).resolve())
+    if made_here and meta.get("count") not in (None, data_cfg.synth_num):
+        raise FaceregenError(
+            f"{root} holds {meta['count']} synthetic faces but data.synth_num is "
+            f"{data_cfg.synth_num}; delete {root} and {data_cfg.raw_root} to synthesise the new "
+            f"set, or pass data.synth_num={meta['count']}")

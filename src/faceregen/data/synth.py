@@ -65,6 +65,43 @@ FRAMES = np.array([
 ])
 
 
+@dataclass(frozen=True)
+class ShapeAttribute:
+    """An attribute that the synthetic set decides by a threshold on a continuous shape value.
+
+    A face first draws whether it has the attribute (probability ``share``), then the value
+    from that class's range. The ranges leave a gap around ``threshold`` wide enough to see at
+    64 px (about half a pixel or more at the face's edges): a value drawn uniformly across the
+    threshold makes faces just either side of it look the same, so no classifier, and no
+    person, could tell the attribute from the photo, and the attribute file would promise what
+    the drawing does not show.
+    """
+
+    share: float
+    without: tuple[float, float]
+    with_: tuple[float, float]
+
+    @property
+    def threshold(self) -> float:
+        return (self.without[1] + self.with_[0]) / 2
+
+    def draw(self, rng: np.random.Generator) -> float:
+        low, high = self.with_ if rng.random() < self.share else self.without
+        return float(rng.uniform(low, high))
+
+
+# Face units (half the face width = 1; about 13 px at 64 px). Big_Lips is decided by the lip
+# scale, which multiplies both lip thicknesses.
+SHAPE_ATTRIBUTES = {
+    "Smiling": ShapeAttribute(0.5, without=(-0.3, 0.05), with_=(0.65, 1.0)),
+    "Narrow_Eyes": ShapeAttribute(0.2, without=(0.08, 0.12), with_=(0.035, 0.055)),
+    "Bushy_Eyebrows": ShapeAttribute(0.35, without=(0.05, 0.075), with_=(0.115, 0.145)),
+    "Arched_Eyebrows": ShapeAttribute(0.35, without=(0.0, 0.03), with_=(0.08, 0.12)),
+    "Big_Lips": ShapeAttribute(0.3, without=(0.75, 0.95), with_=(1.3, 1.55)),
+    "Big_Nose": ShapeAttribute(0.25, without=(0.15, 0.21), with_=(0.26, 0.3)),
+}
+
+
 @dataclass
 class Face:
     """Everything sampled for one face: geometry in face units (half face width = 1)."""
@@ -99,6 +136,7 @@ class Face:
     mouth_half_width: float
     smile: float
     mouth_open: float
+    lip_scale: float
     lip_upper: float
     lip_lower: float
     neck_half_width: float
@@ -115,7 +153,8 @@ def sample_face(rng: np.random.Generator, canvas: int) -> Face:
         hair_style = rng.choice(["bald", "short", "medium"], p=[0.1, 0.72, 0.18])
     else:
         hair_style = rng.choice(["short", "medium", "long"], p=[0.06, 0.4, 0.54])
-    smile = float(rng.uniform(-0.3, 1.0))
+    smile = SHAPE_ATTRIBUTES["Smiling"].draw(rng)
+    lip_scale = SHAPE_ATTRIBUTES["Big_Lips"].draw(rng)
     return Face(
         center=(canvas * (0.5 + rng.normal(0, 0.02)), canvas * (0.46 + rng.normal(0, 0.02))),
         half_width=canvas * rng.uniform(0.18, 0.235),
@@ -138,18 +177,19 @@ def sample_face(rng: np.random.Generator, canvas: int) -> Face:
         eye_v=float(rng.uniform(-0.12, 0.0)),
         eye_u=float(rng.uniform(0.38, 0.46)),
         eye_half_width=float(rng.uniform(0.17, 0.22)),
-        eye_open=float(rng.uniform(0.05, 0.12)),
+        eye_open=SHAPE_ATTRIBUTES["Narrow_Eyes"].draw(rng),
         brow_gap=float(rng.uniform(0.18, 0.3)),
-        brow_arch=float(rng.uniform(0.0, 0.09)),
-        brow_thickness=float(rng.uniform(0.05, 0.12)),
+        brow_arch=SHAPE_ATTRIBUTES["Arched_Eyebrows"].draw(rng),
+        brow_thickness=SHAPE_ATTRIBUTES["Bushy_Eyebrows"].draw(rng),
         nose_tip=float(rng.uniform(0.36, 0.46)),
-        nose_width=float(rng.uniform(0.15, 0.27)),
+        nose_width=SHAPE_ATTRIBUTES["Big_Nose"].draw(rng),
         mouth_v=float(rng.uniform(0.74, 0.84)),
         mouth_half_width=float(rng.uniform(0.3, 0.4) + 0.05 * max(smile, 0)),
         smile=smile,
-        mouth_open=float(rng.uniform(0.03, 0.14) if rng.random() < 0.45 else 0.0),
-        lip_upper=float(rng.uniform(0.05, 0.09)),
-        lip_lower=float(rng.uniform(0.06, 0.12)),
+        mouth_open=float(rng.uniform(0.06, 0.15) if rng.random() < 0.45 else 0.0),
+        lip_scale=lip_scale,
+        lip_upper=float(rng.uniform(0.06, 0.068)) * lip_scale,
+        lip_lower=float(rng.uniform(0.076, 0.086)) * lip_scale,
         neck_half_width=float(rng.uniform(0.48, 0.62)),
         shoulder_v=float(rng.uniform(1.95, 2.3)),
         neckline=str(rng.choice(["round", "v", "high"], p=[0.45, 0.35, 0.2])),
@@ -245,7 +285,7 @@ def draw_hair_back(scene: Scene, face: Face, rng: np.random.Generator) -> None:
         v = np.concatenate([top_v, [0.2, bottom, bottom, 0.2]])
         u = u + 0.04 * face.yaw
     if face.wavy:
-        u, v = wave(u, v + 0.3, 0.04, 9, rng.uniform(0, 6))
+        u, v = wave(u, v + 0.3, 0.07, 9, rng.uniform(0, 6))
         v = v - 0.3
     scene.polygon(L["hair"], u, v)
 
@@ -390,7 +430,7 @@ def draw_mouth(scene: Scene, face: Face) -> None:
     x = np.linspace(-1, 1, 31)
     cu = 0.15 * face.yaw
     u = cu + x * face.mouth_half_width
-    line = face.mouth_v - 0.07 * face.smile * x**2
+    line = face.mouth_v - 0.12 * face.smile * x**2
     gap = face.mouth_open * (1 - x**2) ** 0.7
     bow = 0.3 * face.lip_upper * np.exp(-((x / 0.12) ** 2))
     upper_top = line - gap / 2 - face.lip_upper * (1 - x**2) ** 0.6 + bow
@@ -431,7 +471,7 @@ def draw_hair_front(scene: Scene, face: Face, rng: np.random.Generator) -> None:
     u = np.concatenate([arc_u, x])
     v = np.concatenate([arc_v, edge])
     if face.wavy:
-        u, v = wave(u, v, 0.015, 12, rng.uniform(0, 6))
+        u, v = wave(u, v, 0.03, 12, rng.uniform(0, 6))
     scene.polygon(L["hair"], u, v)
     if face.side_locks:
         bottom = 1.2 if face.hair_style == "medium" else rng.uniform(2.3, 3.0)
@@ -675,12 +715,13 @@ def face_attributes(face: Face, look: Look, label: np.ndarray) -> list[int]:
     """The 40 attributes: those the drawing controls follow what is visible, the rest are -1."""
     present = set(np.unique(label).tolist())
     hair_visible = L["hair"] in present
+    shape = SHAPE_ATTRIBUTES
     on = {
         "Bald": face.hair_style == "bald",
         "Bangs": face.bangs and hair_visible,
         "Eyeglasses": L["eye_g"] in present,
         "Wearing_Hat": L["hat"] in present,
-        "Smiling": face.smile > 0.35,
+        "Smiling": face.smile > shape["Smiling"].threshold,
         "Mouth_Slightly_Open": L["mouth"] in present,
         "Wearing_Earrings": L["ear_r"] in present,
         "Wearing_Necklace": L["neck_l"] in present,
@@ -688,11 +729,11 @@ def face_attributes(face: Face, look: Look, label: np.ndarray) -> list[int]:
         "Wearing_Lipstick": face.lipstick,
         "Rosy_Cheeks": look.blush is not None,
         "Heavy_Makeup": face.lipstick and look.eye_shadow is not None,
-        "Narrow_Eyes": face.eye_open < 0.065,
-        "Bushy_Eyebrows": face.brow_thickness > 0.095,
-        "Arched_Eyebrows": face.brow_arch > 0.06,
-        "Big_Lips": face.lip_upper + face.lip_lower > 0.18,
-        "Big_Nose": face.nose_width > 0.24,
+        "Narrow_Eyes": face.eye_open < shape["Narrow_Eyes"].threshold,
+        "Bushy_Eyebrows": face.brow_thickness > shape["Bushy_Eyebrows"].threshold,
+        "Arched_Eyebrows": face.brow_arch > shape["Arched_Eyebrows"].threshold,
+        "Big_Lips": face.lip_scale > shape["Big_Lips"].threshold,
+        "Big_Nose": face.nose_width > shape["Big_Nose"].threshold,
         "Male": face.male,
         "5_o_Clock_Shadow": face.stubble,
         "No_Beard": True,
