@@ -106,7 +106,38 @@ def test_parser_shapes_and_bottleneck_features():
 
 def test_attribute_classifier_shapes():
     classifier = evaluators.AttributeClassifier(num_attributes=5, channels=4, depth=3)
-    assert classifier(torch.rand(3, 3, 32, 32)).shape == (3, 5)
+    logits, segmentation = classifier(torch.rand(3, 3, 32, 32), return_segmentation=True)
+    assert logits.shape == (3, 5) and segmentation.shape == (3, NUM_CLASSES, 32, 32)
+    assert torch.equal(classifier.eval()(torch.ones(1, 3, 32, 32)),
+                       classifier(torch.ones(1, 3, 32, 32), return_segmentation=True)[0])
+
+
+def test_attribute_classifier_reads_a_part_where_the_trunk_puts_it(monkeypatch):
+    """With the trunk's segmentation forced to 'mouth' on one square, the pooled colour of the
+    mouth is that square's colour whatever the rest of the image holds."""
+    classifier = evaluators.AttributeClassifier(num_attributes=1, channels=4, depth=2).eval()
+    mouth = 10
+    channels = classifier.trunk.head.out_channels
+
+    def decode(images):
+        segmentation = torch.zeros(images.shape[0], channels, *images.shape[-2:])
+        segmentation[:, 0] = 50.0  # background everywhere ...
+        segmentation[:, 0, 8:16, 8:16] = 0.0
+        segmentation[:, mouth, 8:16, 8:16] = 50.0  # ... but the square is mouth
+        features = torch.zeros(images.shape[0], 4, *images.shape[-2:])
+        return segmentation, features, torch.zeros(images.shape[0], 16, 4, 4)
+
+    monkeypatch.setattr(classifier.trunk, "decode", decode)
+    weights = torch.zeros_like(classifier.classifier.weight)
+    width = 4 + 3  # pooled features and colours per part, then the 19 areas
+    weights[0, mouth * width + 4] = 1.0  # the mouth's pooled red channel
+    classifier.classifier.weight.data = weights
+    classifier.classifier.bias.data.zero_()
+    images = torch.rand(2, 3, 32, 32)
+    images[0, 0, 8:16, 8:16], images[1, 0, 8:16, 8:16] = 0.5, -0.5
+    logits = classifier(images)[:, 0]
+    area = 64.0
+    assert torch.allclose(logits, torch.tensor([0.5, -0.5]) * area / (area + 1), atol=1e-4)
 
 
 def test_evaluator_checkpoint_round_trip_rebuilds_the_architecture(tmp_path):
@@ -124,6 +155,10 @@ def test_evaluator_checkpoint_round_trip_rebuilds_the_architecture(tmp_path):
         evaluators.load_evaluator(path, "attributes")
     with pytest.raises(FaceregenError, match="not found"):
         evaluators.load_evaluator(tmp_path / "missing.pt", "parser")
+    old = torch.load(path, weights_only=True) | {"format": "faceregen-evaluator-v1"}
+    torch.save(old, path)
+    with pytest.raises(FaceregenError, match="older faceregen.*faceregen evalnets train"):
+        evaluators.load_evaluator(path, "parser")
 
 
 def test_default_evaluator_path_is_keyed_by_dataset(tmp_path):

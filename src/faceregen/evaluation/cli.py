@@ -77,5 +77,5 @@ def main(argv: list[str]) -> None:
             lr=args.lr or float(settings.lr), architecture=architecture,
             attribute_names=list(names) if names else None,
             weight_decay=float(settings.get("weight_decay", 0.0)),
-            max_shift=int(settings.get("max_shift", 0)), device=args.device,
+            device=args.device,
             seed=args.seed, num_workers=args.num_workers, progress=not args.no_progress)

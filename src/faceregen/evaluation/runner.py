@@ -126,7 +126,6 @@ def ensure_evaluators(ev_cfg: DictConfig, data_root: Path, device: torch.device,
                             architecture=OmegaConf.to_container(settings.architecture),
                             attribute_names=list(names) if names else None,
                             weight_decay=float(settings.get("weight_decay", 0.0)),
-                            max_shift=int(settings.get("max_shift", 0)),
                             device=str(device), seed=int(ev_cfg.seed),
                             num_workers=num_workers, progress=progress)
         loaded[kind] = load_evaluator(path, kind, device)

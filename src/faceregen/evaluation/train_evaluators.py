@@ -1,7 +1,8 @@
 """Train the evaluator networks on a prepared dataset's train split and measure them.
 
 The parser learns photo -> 19-class label map (cross-entropy with frequency-balanced class
-weights), the classifier photo -> attributes (BCE). Both use horizontal flips (the dataset
+weights), the classifier photo -> attributes (BCE, plus the same cross-entropy on its parser
+trunk's segmentation). Both use horizontal flips (the dataset
 swaps left/right classes) and Adam with a one-cycle schedule, and are scored on the val and
 test splits of real photos: pixel accuracy and mean IoU for the parser, mean attribute
 accuracy (TP+TN)/all for the classifier. The scores are stored in the checkpoint and in a
@@ -67,18 +68,6 @@ def class_weights(dataset: Dataset, max_images: int = 500, max_ratio: float = 10
     return (weights / (weights * frequency).sum()).float()
 
 
-def random_shift(images: torch.Tensor, max_shift: int) -> torch.Tensor:
-    """Translate each image by up to ``max_shift`` pixels (edge padding): the classifier sees
-    each training face at several positions, which curbs memorising a few hundred faces."""
-    if max_shift <= 0:
-        return images
-    size = images.shape[-2:]
-    padded = F.pad(images, [max_shift] * 4, mode="replicate")
-    offsets = torch.randint(0, 2 * max_shift + 1, (images.shape[0], 2))
-    return torch.stack([p[:, y:y + size[0], x:x + size[1]]
-                        for p, (y, x) in zip(padded, offsets.tolist())])
-
-
 def endless(loader: DataLoader):
     while True:
         yield from loader
@@ -142,7 +131,7 @@ def train_evaluator(kind: str, data_root: str | Path, *, out_path: str | Path | 
                     steps: int = 600, batch_size: int = 16, lr: float = 2e-3,
                     architecture: dict[str, Any] | None = None,
                     attribute_names: list[str] | None = None, device: str = "auto",
-                    weight_decay: float = 0.0, max_shift: int = 0, seed: int = 0,
+                    weight_decay: float = 0.0, seed: int = 0,
                     num_workers: int = 0, validation_splits=("val", "test"),
                     progress: bool = True) -> dict[str, Any]:
     """Train one evaluator, save it (default ``<root>/evaluators/<kind>.pt``), return its scores.
@@ -170,7 +159,7 @@ def train_evaluator(kind: str, data_root: str | Path, *, out_path: str | Path | 
         optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=weight_decay)
         schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps,
                                                        pct_start=0.15)
-        weights = class_weights(train_set).to(device) if kind == "parser" else None
+        weights = class_weights(train_set).to(device)
         loader = DataLoader(train_set, batch_size=batch_size, shuffle=True,
                             drop_last=len(train_set) >= batch_size, num_workers=num_workers,
                             generator=torch.Generator().manual_seed(seed))
@@ -179,14 +168,14 @@ def train_evaluator(kind: str, data_root: str | Path, *, out_path: str | Path | 
         batches = endless(loader)
         for step in bar:
             batch = next(batches)
-            images = batch["image"].to(device)
+            images, labels = batch["image"].to(device), batch["label"].to(device)
             if kind == "parser":
-                loss = F.cross_entropy(network(images), batch["label"].to(device),
-                                       weight=weights)
-            else:
+                loss = F.cross_entropy(network(images), labels, weight=weights)
+            else:  # attributes, with the trunk's auxiliary segmentation loss
                 targets = batch["attributes"][:, columns].to(device)
-                logits = network(random_shift(images, max_shift))
-                loss = F.binary_cross_entropy_with_logits(logits, targets)
+                logits, segmentation = network(images, return_segmentation=True)
+                loss = (F.binary_cross_entropy_with_logits(logits, targets)
+                        + F.cross_entropy(segmentation, labels, weight=weights))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
