@@ -4,9 +4,16 @@
     python scripts/bench.py --model pix2pixhd --size 64 --batch 4 --ngf 32 --n-downsample 3
     python scripts/bench.py --device cuda --precision bf16 --channels-last +experiment=celebamask
     python scripts/bench.py --task regen --size 512 +experiment=celebamask   # regen latency
+    python scripts/bench.py --step reference ...           # pix2pixHD's own step, same networks
 
 Random label maps and images stand in for data, so the figures measure the networks and losses
 alone. Any further argument is a Hydra override of the train config.
+
+``--step reference`` times the work of the pix2pixHD reference code's training step on the same
+networks and losses, for a same-machine comparison: three separate discriminator calls (the
+detached fake and the real for L_D, the fake again for L_G), L_G back-propagated into the
+discriminator's weights as well (the reference code zeroes them before L_D's backward), no
+penalty of its own. ``--step faceregen`` (default) is the trainer's step.
 """
 
 from __future__ import annotations
@@ -19,11 +26,14 @@ import time
 from contextlib import nullcontext
 
 import torch
+import torch.nn.functional as F
 from hydra import compose, initialize_config_module
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.flop_counter import FlopCounterMode
 
 import faceregen.config  # noqa: F401  (registers the config schemas)
+from faceregen.losses import feature_matching_loss, gan_loss
 from faceregen.losses.perceptual import VGGPerceptualLoss
 from faceregen.models import build_networks, generate
 from faceregen.train.objectives import (
@@ -78,7 +88,7 @@ class Timer:
 
 
 def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: bool,
-          steps: int, warmup: int) -> dict:
+          steps: int, warmup: int, step_kind: str = "faceregen") -> dict:
     torch.manual_seed(0)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     nets = build_networks(cfg.model)
@@ -89,8 +99,12 @@ def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: 
            if cfg.loss.lambda_vgg > 0 else None)
     g_params = list(nets.generator_parameters())
     d_params = list(d.parameters())
-    opt_g = torch.optim.Adam(g_params, lr=2e-4, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(d_params, lr=2e-4, betas=(0.5, 0.999))
+    if step_kind == "reference":  # the reference code's optimisers: torch's default Adam
+        opt_g = torch.optim.Adam(g_params, lr=2e-4, betas=(0.5, 0.999))
+        opt_d = torch.optim.Adam(d_params, lr=2e-4, betas=(0.5, 0.999))
+    else:  # the trainer's, from the config
+        opt_g = instantiate(cfg.optim.generator)(params=g_params)
+        opt_d = instantiate(cfg.optim.discriminator)(params=d_params)
     dtype = autocast_dtype(precision)
 
     def autocast():
@@ -105,7 +119,48 @@ def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: 
 
     every = max(1, int(cfg.loss.gp_every))
 
+    def reference_step(timer: Timer) -> torch.Tensor:
+        """pix2pixHD's step (its models/pix2pixHD_model.py and train.py), same networks."""
+        with timer.section("g_forward"), autocast():
+            fake = generate(g, e, label_oh, real, label_oh)
+        with timer.section("d_forward"), autocast():
+            pred_fake_pool = d(torch.cat([label_oh, fake.detach()], 1))
+            pred_real = d(torch.cat([label_oh, real], 1))
+            pred_fake = d(torch.cat([label_oh, fake], 1))
+        with timer.section("losses_forward"), autocast():
+            mode = cfg.loss.gan_mode
+            loss_d = 0.5 * (gan_loss(pred_fake_pool, False, mode=mode)
+                            + gan_loss(pred_real, True, mode=mode))
+            loss_g = (gan_loss(pred_fake, True, mode=mode, for_discriminator=False)
+                      + cfg.loss.lambda_feat * feature_matching_loss(pred_fake, pred_real))
+            if vgg is not None:
+                loss_g = loss_g + cfg.loss.lambda_vgg * vgg(fake, real)
+            if cfg.loss.lambda_l1 > 0:
+                loss_g = loss_g + cfg.loss.lambda_l1 * F.l1_loss(fake, real)
+        with timer.section("backward"):
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+        with timer.section("optimizer_steps"):
+            opt_g.step()
+            opt_d.step()
+        return fake
+
     def step(timer: Timer, index: int, probe_vgg: bool = True) -> None:
+        if step_kind == "reference":
+            with timer.section("step"):
+                fake = reference_step(timer)
+        else:
+            fake = faceregen_step(timer, index)
+        if vgg is not None and probe_vgg:
+            with timer.section("vgg_forward_backward"):
+                probe = fake.detach().requires_grad_(True)
+                with autocast():
+                    loss = vgg(probe, real)
+                loss.backward()
+
+    def faceregen_step(timer: Timer, index: int) -> torch.Tensor:
         with timer.section("step"):
             with timer.section("g_forward"), autocast():
                 fake = generate(g, e, label_oh, real, label_oh)
@@ -126,12 +181,7 @@ def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: 
             with timer.section("optimizer_steps"):
                 opt_g.step()
                 opt_d.step()
-        if vgg is not None and probe_vgg:
-            with timer.section("vgg_forward_backward"):
-                probe = fake.detach().requires_grad_(True)
-                with autocast():
-                    loss = vgg(probe, real)
-                loss.backward()
+        return fake
 
     with FlopCounterMode(display=False) as flop_counter:  # convolutions and matmuls
         for index in range(every):  # one penalty interval
@@ -191,6 +241,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-downsample", type=int, default=None)
     parser.add_argument("--num-d", type=int, default=None)
     parser.add_argument("--no-gp", action="store_true", help="lambda_gp=0 (pix2pixHD had none)")
+    parser.add_argument("--step", default="faceregen", choices=["faceregen", "reference"],
+                        help="the trainer's step, or the pix2pixHD reference code's")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="32", choices=["32", "bf16", "16"])
     parser.add_argument("--channels-last", action="store_true")
@@ -209,11 +261,15 @@ def main(argv: list[str] | None = None) -> None:
         with torch.inference_mode():
             result = bench_regen(cfg, device, args.steps, args.warmup)
     else:
+        if args.step == "reference" and cfg.loss.lambda_gp > 0:
+            parser.error("--step reference has no gradient penalty (pix2pixHD had none): "
+                         "add --no-gp")
         result = bench(cfg, device, args.precision, args.channels_last, args.steps,
-                       args.warmup)
+                       args.warmup, args.step)
     report = {
         "task": args.task,
-        "config": {"model": args.model, "size": cfg.data.size, "batch": cfg.data.batch_size,
+        "config": {"step": args.step, "model": args.model, "size": cfg.data.size,
+                   "batch": cfg.data.batch_size,
                    "ngf": cfg.model.generator.ngf,
                    "n_downsample": cfg.model.generator.n_downsample,
                    "n_blocks": cfg.model.generator.n_blocks,
