@@ -38,6 +38,7 @@ from faceregen.losses.perceptual import VGGPerceptualLoss
 from faceregen.models import build_networks, generate
 from faceregen.train.objectives import (
     backward_separately,
+    compile_for_shared_pass,
     discriminate,
     discriminator_objective,
     generator_objective,
@@ -88,7 +89,7 @@ class Timer:
 
 
 def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: bool,
-          steps: int, warmup: int, step_kind: str = "faceregen") -> dict:
+          steps: int, warmup: int, step_kind: str = "faceregen", compile: bool = False) -> dict:
     torch.manual_seed(0)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     nets = build_networks(cfg.model)
@@ -118,6 +119,7 @@ def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: 
     real = (torch.rand(b, 3, s, s, device=device) * 2 - 1).contiguous(memory_format=fmt)
 
     every = max(1, int(cfg.loss.gp_every))
+    run_generator, run_discriminator = generate, d  # compiled below, after the FLOP count
 
     def reference_step(timer: Timer) -> torch.Tensor:
         """pix2pixHD's step (its models/pix2pixHD_model.py and train.py), same networks."""
@@ -163,9 +165,10 @@ def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: 
     def faceregen_step(timer: Timer, index: int) -> torch.Tensor:
         with timer.section("step"):
             with timer.section("g_forward"), autocast():
-                fake = generate(g, e, label_oh, real, label_oh)
+                fake = run_generator(g, e, label_oh, real, label_oh)
             with timer.section("d_forward"), autocast():
-                fake_features, real_features = discriminate(d, label_oh, fake, real)
+                fake_features, real_features = discriminate(run_discriminator, label_oh, fake,
+                                                            real)
             with timer.section("losses_forward"), autocast():
                 d_terms = discriminator_objective(d, label_oh, fake, real, fake_features,
                                                   real_features, cfg.loss,
@@ -187,6 +190,9 @@ def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: 
         for index in range(every):  # one penalty interval
             step(Timer(device), index, probe_vgg=False)
     step_flops = flop_counter.get_total_flops() / every
+    if compile:  # as trainer.compile=true: generator path and discriminator, the penalty eager
+        run_generator = compile_for_shared_pass(generate)
+        run_discriminator = compile_for_shared_pass(d)
 
     timer = Timer(device)
     for i in range(warmup + steps):
@@ -246,6 +252,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="32", choices=["32", "bf16", "16"])
     parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile as trainer.compile=true (warm-up steps compile)")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
@@ -264,8 +272,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.step == "reference" and cfg.loss.lambda_gp > 0:
             parser.error("--step reference has no gradient penalty (pix2pixHD had none): "
                          "add --no-gp")
+        if args.step == "reference" and args.compile:
+            parser.error("--compile applies to the trainer's step, not --step reference")
         result = bench(cfg, device, args.precision, args.channels_last, args.steps,
-                       args.warmup, args.step)
+                       args.warmup, args.step, args.compile)
     report = {
         "task": args.task,
         "config": {"step": args.step, "model": args.model, "size": cfg.data.size,
@@ -276,6 +286,7 @@ def main(argv: list[str] | None = None) -> None:
                    "num_D": cfg.model.discriminator.num_D,
                    "lambda_vgg": cfg.loss.lambda_vgg, "lambda_gp": cfg.loss.lambda_gp,
                    "precision": args.precision, "channels_last": args.channels_last,
+                   "compile": args.compile,
                    "overrides": args.overrides},
         "device": (torch.cuda.get_device_name(device) if device.type == "cuda"
                    else f"cpu ({torch.get_num_threads()} threads, {platform.machine()})"),

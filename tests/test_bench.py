@@ -10,9 +10,11 @@ import pytest
 from hydra.core.global_hydra import GlobalHydra
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench.py"
-TINY = ["--size", "32", "--batch", "2", "--ngf", "8", "--n-downsample", "2", "--num-d", "1",
-        "--steps", "1", "--warmup", "0", "model.generator.n_blocks=1",
-        "model.discriminator.ndf=8", "model.discriminator.n_layers=2"]
+TINY_FLAGS = ["--size", "32", "--batch", "2", "--ngf", "8", "--n-downsample", "2", "--num-d", "1",
+              "--steps", "1"]
+TINY_OVERRIDES = ["model.generator.n_blocks=1", "model.discriminator.ndf=8",
+                  "model.discriminator.n_layers=2"]
+TINY = [*TINY_FLAGS, "--warmup", "0", *TINY_OVERRIDES]
 
 
 def run_bench(argv: list[str], capsys) -> dict:
@@ -40,6 +42,13 @@ def test_reference_step_does_more_work_than_the_trainer_step(capsys):
                              capsys)["gflop_per_step"]
              for step in ("faceregen", "reference")}
     assert flops["reference"] > flops["faceregen"]
+
+
+@pytest.mark.slow
+def test_bench_compiled_step(capsys):
+    report = run_bench(["--model", "pix2pixhd", "--no-gp", "--compile", *TINY_FLAGS,
+                        "--warmup", "1", *TINY_OVERRIDES], capsys)
+    assert report["config"]["compile"] is True and report["img_per_s"] > 0
 
 
 def test_reference_step_refuses_a_penalty(capsys):

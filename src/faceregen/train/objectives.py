@@ -79,6 +79,17 @@ def generator_objective(fake: torch.Tensor, real: torch.Tensor, fake_features: F
     return terms
 
 
+def compile_for_shared_pass(module_or_function):
+    """``torch.compile`` for the networks of a step that :func:`backward_separately` runs.
+
+    Its first backward keeps the graph for the second (``retain_graph``), which compiled
+    backward graphs that donate their saved buffers refuse; donation is turned off, for the
+    whole process, before the first compiled call.
+    """
+    torch._functorch.config.donated_buffer = False
+    return torch.compile(module_or_function)
+
+
 def backward_separately(loss_d: torch.Tensor, d_params: list[torch.Tensor],
                         loss_g: torch.Tensor, g_params: list[torch.Tensor]) -> None:
     """Gradients of ``loss_d`` into the discriminator only and of ``loss_g`` into the generator

@@ -34,6 +34,7 @@ from faceregen.models import build_networks, generate
 from faceregen.train import distributed as dist_utils
 from faceregen.train.objectives import (
     backward_separately,
+    compile_for_shared_pass,
     discriminate,
     discriminator_objective,
     generator_objective,
@@ -284,7 +285,7 @@ class Trainer:
             "cuda", enabled=self.autocast_dtype is torch.float16)
 
         self.run_generator = self._generator_fn()
-        self.run_discriminator = (torch.compile(self.discriminator) if tcfg.compile
+        self.run_discriminator = (compile_for_shared_pass(self.discriminator) if tcfg.compile
                                   else self.discriminator)
         self.step = 0
         self.saved_step = -1
@@ -311,7 +312,7 @@ class Trainer:
             style_encoder = self.style_encoder if style_encoder is None else style_encoder
             return generate(generator, style_encoder, label_onehot, ref_image, ref_onehot)
 
-        return torch.compile(run) if self.cfg.trainer.compile else run
+        return compile_for_shared_pass(run) if self.cfg.trainer.compile else run
 
     def _fixed_samples(self, root: Path) -> dict[str, torch.Tensor]:
         """A fixed batch for progress images: half reconstructions, half swapped references."""
