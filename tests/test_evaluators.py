@@ -202,6 +202,15 @@ def test_evalnets_cli_trains_into_out_dir(writable_dataset, tmp_path, capsys):
                          "--out", str(out), "--device", "cpu", "--no-progress"])
     assert (out / "parser.pt").is_file() and (out / "parser.json").is_file()
     assert "pixel accuracy" in capsys.readouterr().out
+    report = json.loads((out / "parser.json").read_text())
+    assert report["steps"] == 2
+    assert report["architecture"] == {"channels": 4, "depth": 2}
+    evaluation_cli.main(["train", "--kind", "attributes", "--data", str(writable_dataset),
+                         "--steps", "1", "--batch-size", "4", "--channels", "4", "--depth", "2",
+                         "--attributes", "Bangs, Smiling", "--out", str(out), "--device", "cpu",
+                         "--no-progress"])
+    loaded = evaluators.load_evaluator(out / "attributes.pt", "attributes")
+    assert loaded.attribute_names == ["Bangs", "Smiling"]
 
 
 def test_evalnets_cli_rejects_unprepared_folder(tmp_path):

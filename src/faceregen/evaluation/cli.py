@@ -51,7 +51,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> None:
-    from faceregen.evaluation.train_evaluators import train_evaluator
+    from faceregen.evaluation.train_evaluators import train_from_settings
 
     args = parser().parse_args(argv)
     if not (args.data / "manifest.csv").is_file():
@@ -60,22 +60,24 @@ def main(argv: list[str]) -> None:
     defaults = evaluator_defaults()
     kinds = ["parser", "attributes"] if args.kind == "all" else [args.kind]
     for kind in kinds:
-        settings = defaults[kind]
-        architecture = OmegaConf.to_container(settings.architecture)
-        if args.channels is not None:
-            architecture["channels"] = args.channels
-        if args.depth is not None:
-            architecture["depth"] = args.depth
-        names = settings.get("names")
+        given = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+                 "architecture": {"channels": args.channels, "depth": args.depth}}
         if kind == "attributes" and args.attributes:
-            names = [name.strip() for name in args.attributes.split(",") if name.strip()]
+            given["names"] = [name.strip() for name in args.attributes.split(",")
+                              if name.strip()]
+        settings = OmegaConf.merge(defaults[kind], drop_unset(given))
         out_dir = args.out or args.data / "evaluators"
-        train_evaluator(
-            kind, args.data, out_path=out_dir / f"{kind}.pt",
-            steps=args.steps or int(settings.steps),
-            batch_size=args.batch_size or int(settings.batch_size),
-            lr=args.lr or float(settings.lr), architecture=architecture,
-            attribute_names=list(names) if names else None,
-            weight_decay=float(settings.get("weight_decay", 0.0)),
-            device=args.device,
-            seed=args.seed, num_workers=args.num_workers, progress=not args.no_progress)
+        train_from_settings(kind, args.data, settings, out_path=out_dir / f"{kind}.pt",
+                            device=args.device, seed=args.seed, num_workers=args.num_workers,
+                            progress=not args.no_progress)
+
+
+def drop_unset(options: dict) -> dict:
+    """The command-line options that were given (not None, not 0), nested dicts included."""
+    kept = {}
+    for key, value in options.items():
+        if isinstance(value, dict):
+            value = drop_unset(value)
+        if value:
+            kept[key] = value
+    return kept

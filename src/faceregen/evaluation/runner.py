@@ -44,7 +44,7 @@ from faceregen.evaluation.train_evaluators import (
     attribute_indices,
     open_split,
     segmentation_summary,
-    train_evaluator,
+    train_from_settings,
 )
 from faceregen.labels import NUM_CLASSES
 from faceregen.utils import atomic_path, resolve_device
@@ -120,14 +120,9 @@ def ensure_evaluators(ev_cfg: DictConfig, data_root: Path, device: torch.device,
             settings = ev_cfg[kind]
             print(f"no {kind} evaluator at {path}: training one first on the train split of "
                   f"{data_root} ({settings.steps} steps)", flush=True)
-            names = settings.get("names")
-            train_evaluator(kind, data_root, out_path=path, steps=int(settings.steps),
-                            batch_size=int(settings.batch_size), lr=float(settings.lr),
-                            architecture=OmegaConf.to_container(settings.architecture),
-                            attribute_names=list(names) if names else None,
-                            weight_decay=float(settings.get("weight_decay", 0.0)),
-                            device=str(device), seed=int(ev_cfg.seed),
-                            num_workers=num_workers, progress=progress)
+            train_from_settings(kind, data_root, settings, out_path=path, device=str(device),
+                                seed=int(ev_cfg.seed), num_workers=num_workers,
+                                progress=progress)
         loaded[kind] = load_evaluator(path, kind, device)
     return loaded
 

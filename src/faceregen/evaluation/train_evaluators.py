@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
@@ -125,6 +126,21 @@ def validate(kind: str, network: nn.Module, dataset: Dataset, *, names: list[str
     summary = (segmentation_summary(confusion) if kind == "parser"
                else attribute_summary(torch.cat(predicted), torch.cat(expected), names))
     return {"n_images": len(dataset), **summary}
+
+
+def train_from_settings(kind: str, data_root: str | Path, settings: DictConfig, *,
+                        out_path: str | Path, device: str = "auto", seed: int = 0,
+                        num_workers: int = 0, progress: bool = True) -> dict[str, Any]:
+    """:func:`train_evaluator` with the options of an ``evaluators.<kind>`` config node (steps,
+    batch_size, lr, architecture, optional names and weight_decay)."""
+    names = settings.get("names")
+    return train_evaluator(
+        kind, data_root, out_path=out_path, steps=int(settings.steps),
+        batch_size=int(settings.batch_size), lr=float(settings.lr),
+        architecture=OmegaConf.to_container(settings.architecture, resolve=True),
+        attribute_names=list(names) if names else None,
+        weight_decay=float(settings.get("weight_decay", 0.0)), device=device, seed=seed,
+        num_workers=num_workers, progress=progress)
 
 
 def train_evaluator(kind: str, data_root: str | Path, *, out_path: str | Path | None = None,
