@@ -149,42 +149,39 @@ def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: 
             opt_d.step()
         return fake
 
+    def faceregen_step(timer: Timer, index: int) -> torch.Tensor:
+        """The trainer's step (faceregen.train.trainer.Trainer.train_step), same networks."""
+        with timer.section("g_forward"), autocast():
+            fake = run_generator(g, e, label_oh, real, label_oh)
+        with timer.section("d_forward"), autocast():
+            fake_features, real_features = discriminate(run_discriminator, label_oh, fake, real)
+        with timer.section("losses_forward"), autocast():
+            d_terms = discriminator_objective(d, label_oh, fake, real, fake_features,
+                                              real_features, cfg.loss,
+                                              apply_penalty=index % every == 0,
+                                              penalty_scale=float(every))
+            g_terms = generator_objective(fake, real, fake_features, real_features, vgg,
+                                          cfg.loss)
+        opt_d.zero_grad(set_to_none=True)
+        opt_g.zero_grad(set_to_none=True)
+        with timer.section("backward"):
+            backward_separately(sum(d_terms.values()), d_params,
+                                sum(g_terms.values()), g_params)
+        with timer.section("optimizer_steps"):
+            opt_g.step()
+            opt_d.step()
+        return fake
+
     def step(timer: Timer, index: int, probe_vgg: bool = True) -> None:
-        if step_kind == "reference":
-            with timer.section("step"):
-                fake = reference_step(timer)
-        else:
-            fake = faceregen_step(timer, index)
+        with timer.section("step"):
+            fake = (reference_step(timer) if step_kind == "reference"
+                    else faceregen_step(timer, index))
         if vgg is not None and probe_vgg:
             with timer.section("vgg_forward_backward"):
                 probe = fake.detach().requires_grad_(True)
                 with autocast():
                     loss = vgg(probe, real)
                 loss.backward()
-
-    def faceregen_step(timer: Timer, index: int) -> torch.Tensor:
-        with timer.section("step"):
-            with timer.section("g_forward"), autocast():
-                fake = run_generator(g, e, label_oh, real, label_oh)
-            with timer.section("d_forward"), autocast():
-                fake_features, real_features = discriminate(run_discriminator, label_oh, fake,
-                                                            real)
-            with timer.section("losses_forward"), autocast():
-                d_terms = discriminator_objective(d, label_oh, fake, real, fake_features,
-                                                  real_features, cfg.loss,
-                                                  apply_penalty=index % every == 0,
-                                                  penalty_scale=float(every))
-                g_terms = generator_objective(fake, real, fake_features, real_features, vgg,
-                                              cfg.loss)
-            opt_d.zero_grad(set_to_none=True)
-            opt_g.zero_grad(set_to_none=True)
-            with timer.section("backward"):
-                backward_separately(sum(d_terms.values()), d_params,
-                                    sum(g_terms.values()), g_params)
-            with timer.section("optimizer_steps"):
-                opt_g.step()
-                opt_d.step()
-        return fake
 
     with FlopCounterMode(display=False) as flop_counter:  # convolutions and matmuls
         for index in range(every):  # one penalty interval
