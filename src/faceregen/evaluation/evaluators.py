@@ -88,8 +88,8 @@ class AttributeClassifier(nn.Module):
     segmentation loss (``forward(..., return_segmentation=True)``), so the trunk learns where
     the lips, eyes and brows are, and the attributes decided by a few pixels of one part
     (Smiling, Mouth_Slightly_Open, Narrow_Eyes, Big_Lips) become a matter of reading that
-    part. A plain CNN with global pooling learnt those at chance level from a few thousand
-    64 px faces (docs/evaluation.md).
+    part. A plain CNN with global pooling learnt those near chance level from the 495 training
+    faces of the earlier 600-face synthetic set (docs/evaluation.md).
     """
 
     AREA_SCALE = 10.0  # part areas are fractions of the image; this brings them near unit range
