@@ -1,7 +1,8 @@
-"""The training loop on tiny synthetic data: both models, resume, signals, NaN stop, gloo run."""
+"""The training loop on tiny synthetic data: both models, resume, signals, NaN stop, gloo runs."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -234,6 +235,23 @@ def test_two_process_gloo_run_keeps_ranks_identical(train_data, tmp_path):
     for name in rank0:
         assert_same_weights(rank0[name], rank1[name])
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 3
+
+
+def test_submitit_launcher_trains_one_job_on_two_ranks(train_data, tmp_path):
+    """The README's SLURM route, through submitit's local executor: two tasks, one process group."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run(
+        [sys.executable, "-m", "faceregen", "train", "-m", "hydra/launcher=submitit_local",
+         "hydra.launcher.tasks_per_node=2", "hydra.launcher.timeout_min=5",
+         f"hydra.sweep.dir={sweep}", f"paths.data={train_data}", *TINY,
+         "trainer.max_steps=2", "data.batch_size=2"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    logs = "".join(p.read_text() for p in sweep.glob(".submitit/*/*_log.err"))
+    assert proc.returncode == 0, proc.stderr[-2000:] + logs[-2000:]
+    run_dir = sweep / "0"
+    assert json.loads((run_dir / "env.json").read_text())["world_size"] == 2
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"] == 2
 
 
 @pytest.mark.parametrize("content", [b"junk", b"", b"PK\x03\x04 not a zip", b"\x80\x02}q\x00."])

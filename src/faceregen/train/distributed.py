@@ -34,13 +34,17 @@ class DistInfo:
 
 
 def init_distributed(device_kind: str) -> DistInfo:
-    """Join the process group that `torchrun` (or SLURM) describes in the environment, if any.
+    """Join the process group that `torchrun`, submitit or SLURM describes, if any.
 
-    MASTER_ADDR and MASTER_PORT must be set (torchrun does; under SLURM export them).
+    Under `torchrun` the environment is complete. Under Hydra's submitit launcher (SLURM or
+    local) submitit's own job environment supplies rank, world size and the rendezvous
+    address. Under a bare `srun` the SLURM variables give the ranks, and MASTER_ADDR and
+    MASTER_PORT must be exported by the job script.
     """
+    if "WORLD_SIZE" not in os.environ and os.environ.get("SUBMITIT_EXECUTOR"):
+        _export_submitit_environment()
     env = os.environ
     if "WORLD_SIZE" not in env and int(env.get("SLURM_NTASKS", "1")) > 1:
-        # One task per GPU under SLURM (srun, Hydra's submitit launcher) without torchrun.
         env = {**env, "WORLD_SIZE": env["SLURM_NTASKS"], "RANK": env["SLURM_PROCID"],
                "LOCAL_RANK": env.get("SLURM_LOCALID", "0")}
         os.environ.update({k: env[k] for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK")})
@@ -55,6 +59,20 @@ def init_distributed(device_kind: str) -> DistInfo:
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend=backend)
     return DistInfo(rank=rank, local_rank=local_rank, world_size=world_size)
+
+
+def _export_submitit_environment() -> None:
+    """Set RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT from submitit's job.
+
+    The rendezvous is the job's first host, on a port derived from the job id unless
+    MASTER_PORT is set. CUDA_VISIBLE_DEVICES is left alone: each rank picks its GPU by local
+    rank.
+    """
+    from submitit.helpers import TorchDistributedEnvironment
+
+    env = TorchDistributedEnvironment()
+    if env.world_size > 1:
+        env.export(set_cuda_visible_devices=False, overwrite=True)
 
 
 def shutdown_distributed(info: DistInfo) -> None:

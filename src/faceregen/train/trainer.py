@@ -111,8 +111,8 @@ def _seed_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
-def write_env(run_dir: Path) -> None:
-    """Record the code version and package versions beside the resolved config."""
+def write_env(run_dir: Path, world_size: int = 1) -> None:
+    """Record the code version, package versions and process count beside the resolved config."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                                 cwd=Path(__file__).parent, timeout=10).stdout.strip() or None
@@ -128,6 +128,7 @@ def write_env(run_dir: Path) -> None:
         "hydra": hydra.__version__, "omegaconf": omegaconf.__version__,
         "numpy": np.__version__, "cuda": torch.version.cuda,
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "world_size": world_size,
     }
     (run_dir / "env.json").write_text(json.dumps(env, indent=2) + "\n")
 
@@ -508,7 +509,10 @@ class Trainer:
         tcfg = self.cfg.trainer
         if self.info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            write_env(self.run_dir)
+            write_env(self.run_dir, self.info.world_size)
+            log.info("training %s on %s: %d process(es), batch %d per process, %d steps",
+                     self.cfg.model.name, self.device, self.info.world_size,
+                     self.cfg.data.batch_size, tcfg.max_steps)
         resume = self.resume_path()
         if resume is not None:
             self.load(resume)
