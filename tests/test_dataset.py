@@ -68,6 +68,18 @@ def test_crop_keeps_size_and_aligns_label(synthetic_dataset):
     assert not torch.equal(item["label"], plain[0]["label"])
 
 
+def test_a_seeded_key_fixes_the_flip_and_crop(synthetic_dataset):
+    dataset = FaceDataset(synthetic_dataset.root, "all", flip=True, crop=True)
+    torch.manual_seed(0)
+    first = dataset[(2, 1234)]
+    torch.manual_seed(99)  # the global generator plays no part
+    again = dataset[(2, 1234)]
+    assert torch.equal(first["image"], again["image"])
+    assert torch.equal(first["label"], again["label"])
+    others = [dataset[(2, seed)]["image"] for seed in range(8)]
+    assert any(not torch.equal(first["image"], other) for other in others)
+
+
 def test_random_reference_is_another_face_and_deterministic(synthetic_dataset):
     first = FaceDataset(synthetic_dataset.root, "all", reference="random", seed=4)
     second = FaceDataset(synthetic_dataset.root, "all", reference="random", seed=4)

@@ -113,11 +113,13 @@ def test_checkpoint_holds_the_full_training_state(train_data, tmp_path):
     assert state["step"] == 2 and state["config"]["model"]["name"] == "style_pix2pixhd"
 
 
-def test_resume_gives_the_same_weights_as_never_stopping(train_data, tmp_path):
-    cfg = tiny_config(train_data, "data.flip=true")
-    train(cfg, tmp_path / "straight")
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_gives_the_same_weights_as_never_stopping(workers, train_data, tmp_path):
+    """Flips and crops are keyed by epoch and place, so worker processes resume exactly too."""
+    augment = ["data.flip=true", "data.crop=true", f"data.num_workers={workers}"]
+    train(tiny_config(train_data, *augment), tmp_path / "straight")
     middle = tmp_path / "straight" / "checkpoints" / "step_000002.pt"
-    resumed = train(tiny_config(train_data, "data.flip=true", f"trainer.resume={middle}"),
+    resumed = train(tiny_config(train_data, *augment, f"trainer.resume={middle}"),
                     tmp_path / "resumed")
     assert resumed["step"] == 4
     for key in ("generator", "generator_ema", "style_encoder", "discriminator"):

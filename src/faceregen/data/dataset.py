@@ -60,6 +60,11 @@ class FaceDataset(Dataset):
     (reconstruction training). ``reference="random"`` pairs another face of the split, which
     gets its own independent flip and crop.
     Flipping mirrors photo and label together and swaps the l/r eye, brow and ear classes.
+
+    An item is addressed by its position, or by ``(position, augment_seed)``: the seed then
+    decides the flip and crop, so that the same key gives the same sample in any worker
+    process (the trainer's loader keys each sample by epoch and place, which makes resuming
+    exact with worker processes too). A plain position draws from torch's global generator.
     """
 
     def __init__(self, root: str | os.PathLike, split: str, *, flip: bool = False,
@@ -102,27 +107,32 @@ class FaceDataset(Dataset):
                                  f"{image.size}")
         return image, label
 
-    def augment(self, image: Image.Image, label: Image.Image):
+    def augment(self, image: Image.Image, label: Image.Image,
+                generator: torch.Generator | None = None):
         """Random resized crop (same box for photo and label) and horizontal flip."""
+
+        def uniform() -> float:
+            return float(torch.rand((), generator=generator))
+
         width, height = image.size
         if self.crop:
-            scale = self.crop_scale[0] + float(torch.rand(())) * (self.crop_scale[1] -
-                                                                 self.crop_scale[0])
+            scale = self.crop_scale[0] + uniform() * (self.crop_scale[1] - self.crop_scale[0])
             side_w, side_h = width * scale**0.5, height * scale**0.5
-            left = float(torch.rand(())) * (width - side_w)
-            top = float(torch.rand(())) * (height - side_h)
+            left = uniform() * (width - side_w)
+            top = uniform() * (height - side_h)
             box = (left, top, left + side_w, top + side_h)
             image = image.resize((width, height), Image.BICUBIC, box=box)
             label = label.resize((width, height), Image.NEAREST, box=box)
         image_array = np.array(image)  # writable copies: torch.from_numpy wants them
         label_array = np.array(label)
-        if self.flip and bool(torch.rand(()) < 0.5):
+        if self.flip and uniform() < 0.5:
             image_array = image_array[:, ::-1]
             label_array = FLIP_PERMUTATION[label_array[:, ::-1]]
         return image_array, label_array
 
-    def tensors(self, position: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, label = self.augment(*self.load(position))
+    def tensors(self, position: int, generator: torch.Generator | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        image, label = self.augment(*self.load(position), generator=generator)
         if label.max() >= NUM_CLASSES:
             raise FaceregenError(f"{self.root / self.rows[position]['label']}: label value "
                                  f"{int(label.max())} is not a class (0..{NUM_CLASSES - 1})")
@@ -138,13 +148,17 @@ class FaceDataset(Dataset):
         other = int(rng.integers(len(self.rows) - 1))
         return other + (other >= position)
 
-    def __getitem__(self, position: int) -> dict:
-        image, label = self.tensors(position)
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        position, generator = key, None
+        if isinstance(key, tuple):
+            position, augment_seed = key
+            generator = torch.Generator().manual_seed(int(augment_seed))
+        image, label = self.tensors(position, generator)
         ref_position = self.reference_position(position)
         if ref_position == position:
             ref_image, ref_label = image, label
         else:
-            ref_image, ref_label = self.tensors(ref_position)
+            ref_image, ref_label = self.tensors(ref_position, generator)
         return {
             "label": label,
             "image": image,
