@@ -4,10 +4,14 @@
     python scripts/bench.py --model pix2pixhd --size 64 --batch 4 --ngf 32 --n-downsample 3
     python scripts/bench.py --device cuda --precision bf16 --channels-last +experiment=celebamask
     python scripts/bench.py --task regen --size 512 +experiment=celebamask   # regen latency
+    python scripts/bench.py --task data --workers 4 +experiment=celebamask    # loader img/s
     python scripts/bench.py --step reference ...           # pix2pixHD's own step, same networks
 
-Random label maps and images stand in for data, so the figures measure the networks and losses
-alone. Any further argument is a Hydra override of the train config.
+Random label maps and images stand in for data, so the training figures measure the networks and
+losses alone; ``--task data`` measures the other side, the trainer's data loader on the
+configured prepared dataset (made first if it is the synthetic set), so that the two can be
+compared: a loader slower than the step starves the accelerator. Any further argument is a
+Hydra override of the train config.
 
 ``--step reference`` times the work of the pix2pixHD reference code's training step on the same
 networks and losses, for a same-machine comparison: three separate discriminator calls (the
@@ -47,7 +51,9 @@ from faceregen.utils import autocast_dtype
 
 
 def compose_config(args: argparse.Namespace) -> DictConfig:
-    overrides = [f"model={args.model}", f"data.size={args.size}", "loss.vgg.weights=random"]
+    overrides = [f"model={args.model}", "loss.vgg.weights=random"]
+    if args.size:
+        overrides.append(f"data.size={args.size}")
     if args.batch:
         overrides.append(f"data.batch_size={args.batch}")
     if args.ngf:
@@ -233,12 +239,34 @@ def bench_regen(cfg: DictConfig, device: torch.device, steps: int, warmup: int) 
     return {"latency_s_per_image": sum(times) / len(times), "min_s": min(times)}
 
 
+def bench_data(cfg: DictConfig, workers: int, steps: int, warmup: int) -> dict:
+    """Batches per second from the trainer's loader: decode, flip, reference pairing, collate."""
+    from faceregen.data import FaceDataset, ensure_dataset
+    from faceregen.train.distributed import DistInfo
+    from faceregen.train.trainer import EpochBatches
+
+    dcfg = cfg.data
+    dataset = FaceDataset(ensure_dataset(dcfg), "train", flip=dcfg.flip, crop=dcfg.crop,
+                          crop_scale=tuple(dcfg.crop_scale), reference=dcfg.reference, seed=0)
+    batches = EpochBatches(dataset, dcfg.batch_size, workers, seed=0, info=DistInfo(),
+                           pin_memory=False)
+    for _ in range(warmup):  # worker start-up and the first batches in flight
+        next(batches)
+    start = time.perf_counter()
+    for _ in range(steps):
+        next(batches)
+    seconds = time.perf_counter() - start
+    return {"workers": workers, "train_images": len(dataset),
+            "img_per_s": steps * dcfg.batch_size / seconds,
+            "batch_s": seconds / steps}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--task", default="train", choices=["train", "regen"])
+    parser.add_argument("--task", default="train", choices=["train", "regen", "data"])
     parser.add_argument("--model", default="style_pix2pixhd",
                         choices=["style_pix2pixhd", "pix2pixhd"])
-    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--size", type=int, default=None, help="default: data.size")
     parser.add_argument("--batch", type=int, default=None, help="default: data.batch_size")
     parser.add_argument("--ngf", type=int, default=None)
     parser.add_argument("--n-downsample", type=int, default=None)
@@ -254,6 +282,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="--task data: loader processes (default: data.num_workers)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of the train config")
     args = parser.parse_args(argv)
     if args.threads:
@@ -265,6 +295,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.task == "regen":
         with torch.inference_mode():
             result = bench_regen(cfg, device, args.steps, args.warmup)
+    elif args.task == "data":
+        workers = cfg.data.num_workers if args.workers is None else args.workers
+        result = bench_data(cfg, workers, args.steps, args.warmup)
     else:
         if args.step == "reference" and cfg.loss.lambda_gp > 0:
             parser.error("--step reference has no gradient penalty (pix2pixHD had none): "

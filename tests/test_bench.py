@@ -55,3 +55,13 @@ def test_reference_step_refuses_a_penalty(capsys):
     with pytest.raises(SystemExit):
         run_bench(["--step", "reference", *TINY], capsys)
     assert "add --no-gp" in capsys.readouterr().err
+
+
+def test_bench_data_times_the_trainers_loader(tmp_path, capsys):
+    """--task data makes the synthetic set if missing and reads batches as the trainer does."""
+    report = run_bench(["--task", "data", "--size", "32", "--workers", "0", "--steps", "6",
+                        "--warmup", "1", f"paths.data={tmp_path}", "data.synth_num=24",
+                        "data.synth_size=64", "data.batch_size=4"], capsys)
+    assert (tmp_path / "synthetic" / "prepared-32" / "manifest.csv").is_file()
+    assert report["workers"] == 0 and 0 < report["train_images"] < 24
+    assert report["img_per_s"] > 0 and report["batch_s"] > 0
