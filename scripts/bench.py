@@ -241,13 +241,12 @@ def bench_regen(cfg: DictConfig, device: torch.device, steps: int, warmup: int) 
 
 def bench_data(cfg: DictConfig, workers: int, steps: int, warmup: int) -> dict:
     """Batches per second from the trainer's loader: decode, flip, reference pairing, collate."""
-    from faceregen.data import FaceDataset, ensure_dataset
+    from faceregen.data import ensure_dataset
     from faceregen.train.distributed import DistInfo
-    from faceregen.train.trainer import EpochBatches
+    from faceregen.train.trainer import EpochBatches, training_set
 
     dcfg = cfg.data
-    dataset = FaceDataset(ensure_dataset(dcfg), "train", flip=dcfg.flip, crop=dcfg.crop,
-                          crop_scale=tuple(dcfg.crop_scale), reference=dcfg.reference, seed=0)
+    dataset = training_set(ensure_dataset(dcfg), dcfg, seed=0)
     batches = EpochBatches(dataset, dcfg.batch_size, workers, seed=0, info=DistInfo(),
                            pin_memory=False)
     for _ in range(warmup):  # worker start-up and the first batches in flight

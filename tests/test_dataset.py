@@ -11,6 +11,7 @@ import torch
 from omegaconf import OmegaConf
 
 from faceregen.data import FaceDataset, ensure_dataset
+from faceregen.data.dataset import image_to_float
 from faceregen.errors import FaceregenError
 from faceregen.labels import flip_permutation
 
@@ -78,6 +79,16 @@ def test_a_seeded_key_fixes_the_flip_and_crop(synthetic_dataset):
     assert torch.equal(first["label"], again["label"])
     others = [dataset[(2, seed)]["image"] for seed in range(8)]
     assert any(not torch.equal(first["image"], other) for other in others)
+
+
+def test_raw_items_are_the_stored_bytes_of_the_same_sample(synthetic_dataset):
+    root = synthetic_dataset.root
+    raw = FaceDataset(root, "all", flip=True, crop=True, raw=True)[(4, 7)]
+    plain = FaceDataset(root, "all", flip=True, crop=True)[(4, 7)]
+    assert raw["image"].dtype == torch.uint8 and raw["label"].dtype == torch.uint8
+    assert torch.equal(image_to_float(raw["image"]), plain["image"])
+    assert torch.equal(raw["label"].long(), plain["label"])
+    assert image_to_float(plain["image"]) is plain["image"]
 
 
 def test_random_reference_is_another_face_and_deterministic(synthetic_dataset):

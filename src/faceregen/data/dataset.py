@@ -1,8 +1,9 @@
 """`FaceDataset`: a prepared directory (manifest.csv, images/, labels/) as training pairs.
 
-Augmentation draws come from torch's RNG, which the DataLoader seeds per worker; the pairing of
-a face with a random reference comes from an RNG seeded by (seed, index), so it is the same in
-every epoch and every worker.
+Augmentation draws come from the item's key (position and augment seed) or, for a plain
+position, from torch's RNG, which the DataLoader seeds per worker; the pairing of a face with a
+random reference comes from an RNG seeded by (seed, index), so it is the same in every epoch
+and every worker.
 """
 
 from __future__ import annotations
@@ -23,6 +24,13 @@ from faceregen.labels import NUM_CLASSES, flip_permutation
 SPLITS = ("train", "val", "test", "all")
 REFERENCES = ("same", "random")
 FLIP_PERMUTATION = flip_permutation().astype(np.uint8)
+
+
+def image_to_float(image: torch.Tensor) -> torch.Tensor:
+    """uint8 photos (0..255) as float in [-1, 1]; a float tensor passes through unchanged."""
+    if image.dtype != torch.uint8:
+        return image
+    return image.float().div_(127.5).sub_(1.0)
 
 
 def read_manifest(root: Path) -> list[dict]:
@@ -65,11 +73,16 @@ class FaceDataset(Dataset):
     decides the flip and crop, so that the same key gives the same sample in any worker
     process (the trainer's loader keys each sample by epoch and place, which makes resuming
     exact with worker processes too). A plain position draws from torch's global generator.
+
+    Photos are float in [-1, 1] and label maps int64; ``raw=True`` keeps both as the uint8
+    they are stored as, a quarter and an eighth of the bytes that loader workers hand over and
+    that travel to the GPU. The trainer reads raw items and converts on the device with
+    `image_to_float`.
     """
 
     def __init__(self, root: str | os.PathLike, split: str, *, flip: bool = False,
                  crop: bool = False, crop_scale: tuple[float, float] = (0.8, 1.0),
-                 reference: str = "same", seed: int = 0):
+                 reference: str = "same", seed: int = 0, raw: bool = False):
         if split not in SPLITS:
             raise FaceregenError(f"split must be one of {SPLITS}, got '{split}'")
         if reference not in REFERENCES:
@@ -88,6 +101,7 @@ class FaceDataset(Dataset):
         self.crop_scale = (float(low), float(high))
         self.reference = reference
         self.seed = seed
+        self.raw = raw
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -137,9 +151,10 @@ class FaceDataset(Dataset):
             raise FaceregenError(f"{self.root / self.rows[position]['label']}: label value "
                                  f"{int(label.max())} is not a class (0..{NUM_CLASSES - 1})")
         image_tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
-        image_tensor = image_tensor.float().div_(127.5).sub_(1.0)
-        label_tensor = torch.from_numpy(np.ascontiguousarray(label)).long()
-        return image_tensor, label_tensor
+        label_tensor = torch.from_numpy(np.ascontiguousarray(label, dtype=np.uint8))
+        if self.raw:
+            return image_tensor, label_tensor
+        return image_to_float(image_tensor), label_tensor.long()
 
     def reference_position(self, position: int) -> int:
         if self.reference == "same" or len(self.rows) == 1:

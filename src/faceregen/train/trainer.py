@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from faceregen import __version__
 from faceregen.checkpoint import load_checkpoint, load_state, save_checkpoint
 from faceregen.data import FaceDataset, ensure_dataset
+from faceregen.data.dataset import image_to_float
 from faceregen.errors import FaceregenError
 from faceregen.masks import one_hot
 from faceregen.models import build_networks, generate
@@ -131,6 +132,13 @@ def write_env(run_dir: Path, world_size: int = 1) -> None:
         "world_size": world_size,
     }
     (run_dir / "env.json").write_text(json.dumps(env, indent=2) + "\n")
+
+
+def training_set(root: Path, dcfg: DictConfig, seed: int) -> FaceDataset:
+    """The train split with the configured augmentation, as raw uint8 items (see FaceDataset)."""
+    return FaceDataset(root, "train", flip=dcfg.flip, crop=dcfg.crop,
+                       crop_scale=tuple(dcfg.crop_scale), reference=dcfg.reference, seed=seed,
+                       raw=True)
 
 
 class EpochBatches:
@@ -261,9 +269,7 @@ class Trainer:
         dist_utils.barrier(self.info)
         root = ensure_dataset(cfg.data)
         dcfg = cfg.data
-        self.train_set = FaceDataset(root, "train", flip=dcfg.flip, crop=dcfg.crop,
-                                     crop_scale=tuple(dcfg.crop_scale),
-                                     reference=dcfg.reference, seed=tcfg.seed)
+        self.train_set = training_set(root, dcfg, tcfg.seed)
         self.batches = EpochBatches(self.train_set, dcfg.batch_size, dcfg.num_workers,
                                     tcfg.seed, self.info,
                                     pin_memory=self.device.type == "cuda")
@@ -356,9 +362,11 @@ class Trainer:
         label = batch["label"].to(self.device, non_blocking=nb)
         ref_label = batch["ref_label"].to(self.device, non_blocking=nb)
         mf = self.memory_format
+        image = image_to_float(batch["image"].to(self.device, non_blocking=nb))
+        ref_image = image_to_float(batch["ref_image"].to(self.device, non_blocking=nb))
         return (one_hot(label, classes).contiguous(memory_format=mf),
-                batch["image"].to(self.device, non_blocking=nb).contiguous(memory_format=mf),
-                batch["ref_image"].to(self.device, non_blocking=nb).contiguous(memory_format=mf),
+                image.contiguous(memory_format=mf),
+                ref_image.contiguous(memory_format=mf),
                 one_hot(ref_label, classes).contiguous(memory_format=mf))
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
