@@ -45,9 +45,8 @@ def init_distributed(device_kind: str) -> DistInfo:
         _export_submitit_environment()
     env = os.environ
     if "WORLD_SIZE" not in env and int(env.get("SLURM_NTASKS", "1")) > 1:
-        env = {**env, "WORLD_SIZE": env["SLURM_NTASKS"], "RANK": env["SLURM_PROCID"],
-               "LOCAL_RANK": env.get("SLURM_LOCALID", "0")}
-        os.environ.update({k: env[k] for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK")})
+        env.update(WORLD_SIZE=env["SLURM_NTASKS"], RANK=env["SLURM_PROCID"],
+                   LOCAL_RANK=env.get("SLURM_LOCALID", "0"))
     world_size = int(env.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return DistInfo()
