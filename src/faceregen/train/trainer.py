@@ -162,23 +162,28 @@ class EpochBatches:
                 f"{batch_size} per process; lower data.batch_size")
         self._iterator: Iterator | None = None
 
+    @property
+    def _epoch_seed(self) -> int:
+        """One seed per (run seed, epoch): the epoch's shuffle and its samples' augment seeds."""
+        return self.seed * 100_003 + self.epoch
+
     def _keys(self) -> list[tuple[int, int]]:
         """This rank's rest of the epoch as (position, augment seed) keys of the dataset.
 
         The seed is a function of run seed, epoch and place in the epoch's order, not of the
         worker that loads it, so a resumed run draws the same flips and crops.
         """
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        g = torch.Generator().manual_seed(self._epoch_seed)
         order = torch.randperm(len(self.dataset), generator=g).tolist()
         per_rank = self.batches_per_epoch * self.batch_size
-        keys = [(position, (self.seed * 100_003 + self.epoch) * 1_000_003 + place)
+        keys = [(position, self._epoch_seed * 1_000_003 + place)
                 for place, position in enumerate(order)]
         mine = keys[self.info.rank::self.info.world_size][:per_rank]
         return mine[self.batch_in_epoch * self.batch_size:]
 
     def _start(self) -> None:
         g = torch.Generator().manual_seed(
-            (self.seed * 100_003 + self.epoch) * 7919 + self.batch_in_epoch + self.info.rank)
+            self._epoch_seed * 7919 + self.batch_in_epoch + self.info.rank)
         loader = DataLoader(
             self.dataset, batch_size=self.batch_size, sampler=self._keys(),
             num_workers=self.num_workers, pin_memory=self.pin_memory, drop_last=True,
