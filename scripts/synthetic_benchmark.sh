@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The synthetic benchmark (docs/benchmark.md): the style model and the pix2pixHD baseline trained
+# The synthetic benchmark (docs/quality_benchmark.md): the style model and the pix2pixHD baseline trained
 # with the same budget on the offline synthetic set, then `faceregen eval` prints the table.
 #   STEPS=700 OUT=checkpoints/benchmark scripts/synthetic_benchmark.sh [train overrides...]
 # Further arguments are Hydra overrides given to both training runs (e.g. model.generator.ngf=16).

@@ -180,7 +180,7 @@ def test_missing_inception_weights_make_fid_unavailable(eval_data, tmp_path, off
 def test_auto_train_off_names_the_command(eval_data, tmp_path):
     cfg = eval_config(eval_data, "evaluators.auto_train=false",
                       f"evaluators.parser_path={tmp_path / 'missing' / 'parser.pt'}")
-    with pytest.raises(FaceregenError, match="faceregen evalnets train --kind parser"):
+    with pytest.raises(FaceregenError, match="faceregen evaluators train --kind parser"):
         runner.evaluate(cfg, tmp_path / "run", progress=False)
 
 

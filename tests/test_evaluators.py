@@ -157,7 +157,7 @@ def test_evaluator_checkpoint_round_trip_rebuilds_the_architecture(tmp_path):
         evaluators.load_evaluator(tmp_path / "missing.pt", "parser")
     old = torch.load(path, weights_only=True) | {"format": "faceregen-evaluator-v1"}
     torch.save(old, path)
-    with pytest.raises(FaceregenError, match="older faceregen.*faceregen evalnets train"):
+    with pytest.raises(FaceregenError, match="older faceregen.*faceregen evaluators train"):
         evaluators.load_evaluator(path, "parser")
 
 
@@ -195,7 +195,7 @@ def test_train_evaluator_saves_checkpoint_and_scores(kind, writable_dataset):
         assert loaded.attribute_names == ["Bangs", "Smiling"]
 
 
-def test_evalnets_cli_trains_into_out_dir(writable_dataset, tmp_path, capsys):
+def test_evaluators_cli_trains_into_out_dir(writable_dataset, tmp_path, capsys):
     out = tmp_path / "nets"
     evaluation_cli.main(["train", "--kind", "parser", "--data", str(writable_dataset),
                          "--steps", "2", "--batch-size", "4", "--channels", "4", "--depth", "2",
@@ -213,6 +213,6 @@ def test_evalnets_cli_trains_into_out_dir(writable_dataset, tmp_path, capsys):
     assert loaded.attribute_names == ["Bangs", "Smiling"]
 
 
-def test_evalnets_cli_rejects_unprepared_folder(tmp_path):
+def test_evaluators_cli_rejects_unprepared_folder(tmp_path):
     with pytest.raises(FaceregenError, match="faceregen data prepare"):
         evaluation_cli.main(["train", "--data", str(tmp_path)])

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from faceregen import __version__
 from faceregen.errors import FaceregenError
-from faceregen.utils import atomic_path
+from faceregen.utils import atomic_path, torch_load
 
 FORMAT = "faceregen-checkpoint-v1"
 
@@ -34,17 +34,12 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
         torch.save(state, tmp)
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a faceregen checkpoint safely (no arbitrary unpickling) and check its format."""
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a faceregen checkpoint on the CPU (no arbitrary unpickling) and check its format."""
     path = Path(path)
     if not path.is_file():
         raise FaceregenError(f"{path}: checkpoint not found")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch.load raises many types on junk (struct.error, ...)
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise FaceregenError(
-            f"{path}: not a loadable faceregen checkpoint ({first_line})") from None
+    state = torch_load(path, "faceregen checkpoint")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise FaceregenError(f"{path}: not a faceregen checkpoint (expected format {FORMAT})")
     return state

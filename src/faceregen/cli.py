@@ -21,8 +21,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
               "faceregen.cli:train_main"),
     "eval": ("evaluate a checkpoint: attribute/segmentation accuracy, FID (Hydra app)",
              "faceregen.cli:eval_main"),
-    "evalnets": ("train the evaluator networks (face parser, attribute classifier)",
-                 "faceregen.evaluation.cli:main"),
+    "evaluators": ("train the evaluator networks (face parser, attribute classifier)",
+                   "faceregen.evaluation.cli:main"),
     "regen": ("regenerate a face from a mask and a reference photo",
               "faceregen.regen:main"),
     "data": ("synthesise or prepare CelebAMask-HQ-layout datasets",
@@ -33,7 +33,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 def usage() -> str:
     lines = ["usage: faceregen <subcommand> [args]", "", "subcommands:"]
-    lines += [f"  {name:<9} {help_}" for name, (help_, _) in SUBCOMMANDS.items()]
+    lines += [f"  {name:<10} {help_}" for name, (help_, _) in SUBCOMMANDS.items()]
     lines += ["", "`faceregen <subcommand> --help` describes each one."]
     return "\n".join(lines)
 

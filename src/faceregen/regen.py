@@ -331,7 +331,7 @@ class ReferenceMasks:
                 raise FaceregenError(
                     f"{ref_path}: no --ref-mask given and no face parser at {self.parser_path} "
                     "to predict it; give --ref-mask, pass --parser, or train one with "
-                    "`faceregen evalnets train --kind parser --data <prepared data root>`")
+                    "`faceregen evaluators train --kind parser --data <prepared data root>`")
             self.parse = load_reference_parser(self.parser_path, self.device)
         return self.parse(ref_image)
 

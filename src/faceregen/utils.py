@@ -1,4 +1,4 @@
-"""Small shared helpers: atomic file writes and device selection."""
+"""Small shared helpers: atomic file writes, safe tensor-file loading and device selection."""
 
 from __future__ import annotations
 
@@ -50,3 +50,30 @@ def autocast_dtype(precision: str):
     if str(precision) not in dtypes:
         raise FaceregenError(f"precision={precision}: choose 32, bf16 or 16")
     return dtypes[str(precision)]
+
+
+def torch_load(path: str | os.PathLike, what: str, error: type[Exception] | None = None):
+    """``torch.load(weights_only=True)`` on the CPU; any failure is one user error naming the file.
+
+    A file that holds pickled Python objects is refused by torch; its advice to load it with
+    ``weights_only=False`` is never passed on, because files from strangers are data, not code.
+    """
+    import pickle
+
+    import torch
+
+    from faceregen.errors import FaceregenError
+
+    error = error or FaceregenError
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch.load raises many types on junk (struct.error, EOFError, ...)
+        text = str(exc).strip()
+        refused_pickle = (isinstance(exc, pickle.UnpicklingError) and "weights_only" in text
+                          or text.startswith("Weights only load failed"))
+        if refused_pickle:
+            reason = "it holds Python objects besides tensors and plain containers; " \
+                     "such files are never unpickled"
+        else:
+            reason = text.splitlines()[0] if text else type(exc).__name__
+        raise error(f"{path}: not a loadable {what} ({reason})") from None

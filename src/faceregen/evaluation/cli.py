@@ -1,4 +1,4 @@
-"""`faceregen evalnets train`: train the evaluator networks of `faceregen eval`.
+"""`faceregen evaluators train`: train the evaluator networks of `faceregen eval`.
 
 Defaults come from configs/evaluators/default.yaml, the file `faceregen eval` uses, so both
 paths train the same networks.
@@ -23,7 +23,7 @@ def evaluator_defaults() -> DictConfig:
 def parser() -> argparse.ArgumentParser:
     defaults = evaluator_defaults()
     ap = argparse.ArgumentParser(
-        prog="faceregen evalnets",
+        prog="faceregen evaluators",
         description="Train the evaluator networks (face parser, attribute classifier) on the "
                     "train split of a prepared dataset; prints and saves their validation "
                     "accuracy.")

@@ -18,7 +18,7 @@ from torch import nn
 from faceregen import __version__
 from faceregen.errors import FaceregenError
 from faceregen.labels import ATTRIBUTE_NAMES, NUM_CLASSES
-from faceregen.utils import atomic_path
+from faceregen.utils import atomic_path, torch_load
 
 EVALUATOR_FORMAT = "faceregen-evaluator-v2"
 OLD_FORMATS = ("faceregen-evaluator-v1",)
@@ -173,14 +173,11 @@ def load_evaluator(path: str | Path, kind: str,
     path = Path(path)
     if not path.is_file():
         raise FaceregenError(f"{path}: evaluator checkpoint not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise FaceregenError(f"{path}: not a loadable evaluator checkpoint ({exc})") from None
+    state = torch_load(path, "evaluator checkpoint")
     if isinstance(state, dict) and state.get("format") in OLD_FORMATS:
         raise FaceregenError(
             f"{path}: an evaluator from an older faceregen ({state['format']}); delete it and "
-            f"train a new one with `faceregen evalnets train` (`faceregen eval` does so itself)")
+            f"train a new one with `faceregen evaluators train` (`faceregen eval` does so itself)")
     if not isinstance(state, dict) or state.get("format") != EVALUATOR_FORMAT:
         raise FaceregenError(f"{path}: not a faceregen evaluator (expected {EVALUATOR_FORMAT})")
     if state["kind"] != kind:

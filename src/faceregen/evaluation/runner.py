@@ -99,7 +99,7 @@ def evaluator_path(ev_cfg: DictConfig, data_root: Path, kind: str) -> Path:
 
 
 def train_command(kind: str, data_root: Path, path: Path) -> str:
-    command = f"faceregen evalnets train --kind {kind} --data {shlex.quote(str(data_root))}"
+    command = f"faceregen evaluators train --kind {kind} --data {shlex.quote(str(data_root))}"
     if path != default_evaluator_path(data_root, kind):
         command += f" --out {shlex.quote(str(path.parent))}"
     return command

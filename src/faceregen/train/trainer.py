@@ -454,7 +454,7 @@ class Trainer:
         return path
 
     def load(self, path: Path) -> None:
-        state = load_checkpoint(path, map_location="cpu")
+        state = load_checkpoint(path)
         stored = OmegaConf.create(state["config"])
         mine = OmegaConf.to_container(self.cfg.model, resolve=True)
         theirs = OmegaConf.to_container(stored.model, resolve=True)
