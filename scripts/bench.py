@@ -218,8 +218,7 @@ def bench_regen(cfg: DictConfig, device: torch.device, steps: int, warmup: int) 
     """Latency of `faceregen regen` on one face: letterbox, encode, generate, restore."""
     import numpy as np
 
-    from faceregen.checkpoint import Regenerator
-    from faceregen.regen import regenerate_arrays
+    from faceregen.regen import Regenerator, regenerate_arrays
 
     nets = build_networks(cfg.model)
     regenerator = Regenerator(

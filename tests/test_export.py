@@ -14,10 +14,12 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 import faceregen.config  # noqa: F401  (registers the config schemas)
-from faceregen import export, regen
-from faceregen.checkpoint import load_regenerator, save_checkpoint
+from faceregen import regen
+from faceregen.checkpoint import save_checkpoint
 from faceregen.cli import main as cli_main
 from faceregen.models import build_networks
+from faceregen.regen import load_regenerator
+from faceregen.regen.model import EXPORT_FORMAT
 
 
 def write_tiny_checkpoint(path, model: str):
@@ -65,7 +67,7 @@ def test_export_round_trip(tmp_path, capsys, model):
 
     with safe_open(str(tmp_path / "g.safetensors"), framework="pt") as handle:
         metadata, keys = handle.metadata(), list(handle.keys())
-    assert metadata["format"] == export.EXPORT_FORMAT and metadata["step"] == "11"
+    assert metadata["format"] == EXPORT_FORMAT and metadata["step"] == "11"
     assert json.loads(metadata["config"])["model"]["name"] == model
     assert all(k.startswith(("generator.", "style_encoder.")) for k in keys)
     assert any(k.startswith("style_encoder.") for k in keys) == (model == "style_pix2pixhd")

@@ -13,10 +13,11 @@ from PIL import Image
 
 import faceregen.config  # noqa: F401  (registers the config schemas)
 from faceregen import regen
-from faceregen.checkpoint import load_regenerator, save_checkpoint
+from faceregen.checkpoint import find_latest_checkpoint, save_checkpoint
 from faceregen.cli import main as cli_main
 from faceregen.labels import LABEL_NAMES, PALETTE
 from faceregen.models import build_networks
+from faceregen.regen import load_regenerator, references
 
 SIZE = 32
 
@@ -234,7 +235,7 @@ def test_newest_last_pt_under_runs_is_the_default(ckpt, files, tmp_path, monkeyp
         target = runs / name / "checkpoints" / "last.pt"
         target.write_bytes(ckpt.read_bytes())
         os.utime(target, (mtime, mtime))
-    assert regen.find_latest_checkpoint(runs) == runs / "new" / "checkpoints" / "last.pt"
+    assert find_latest_checkpoint(runs) == runs / "new" / "checkpoints" / "last.pt"
     monkeypatch.setenv("FACEREGEN_RUNS", str(runs))
     run_cli("--mask", files["mask"], "--ref", files["ref"], "--ref-mask", files["ref_mask"])
     assert files["mask"].with_name("mask_regen.png").is_file()
@@ -249,7 +250,7 @@ def test_reference_mask_is_predicted_by_the_parser(ckpt, files, tmp_path, monkey
         seen.append(path)
         return lambda photo: files["label"]
 
-    monkeypatch.setattr(regen, "load_reference_parser", fake_parser)
+    monkeypatch.setattr(references, "load_reference_parser", fake_parser)
     run_cli("--mask", files["mask"], "--ref", files["ref"], "--ckpt", ckpt, "--parser",
             parser_file, "--out", tmp_path / "parsed.png")
     run_cli("--mask", files["mask"], "--ref", files["ref"], "--ref-mask", files["ref_mask"],

@@ -18,8 +18,9 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 import faceregen.config  # noqa: F401  (registers the config schemas)
-from faceregen.checkpoint import load_checkpoint, load_regenerator, save_checkpoint
+from faceregen.checkpoint import load_checkpoint, save_checkpoint
 from faceregen.errors import FaceregenError
+from faceregen.regen import load_regenerator
 from faceregen.train import trainer as trainer_module
 from faceregen.train.trainer import Trainer, lr_factor, train
 

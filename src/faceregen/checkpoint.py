@@ -1,19 +1,18 @@
 """Checkpoint files: one dict of plain containers and tensors, loadable with weights_only=True.
 
-Layout (CONVENTIONS.md): ``format``, ``faceregen_version``, ``step``, ``config`` (the resolved
-training config), ``generator``, ``style_encoder``, ``discriminator``, ``generator_ema``,
-``style_encoder_ema``, ``optimizer_g``, ``optimizer_d``, ``scheduler_g``, ``scheduler_d``,
-``scaler``, ``rng``. ``style_encoder*`` are None for the pix2pixHD baseline.
+Layout: ``format``, ``faceregen_version``, ``step``, ``config`` (the resolved training config),
+``generator``, ``style_encoder``, ``discriminator``, ``generator_ema``, ``style_encoder_ema``,
+``optimizer_g``, ``optimizer_d``, ``scheduler_g``, ``scheduler_d``, ``scaler``, ``data`` (the
+loader's place in its epoch) and ``rng``. ``style_encoder*`` are None for the pix2pixHD baseline.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 
 from faceregen import __version__
 from faceregen.errors import FaceregenError
@@ -64,55 +63,18 @@ def load_state(module: torch.nn.Module, state: dict[str, torch.Tensor], what: st
     module.load_state_dict(state)
 
 
-@dataclass
-class Regenerator:
-    """The EMA generator (and style encoder) of a checkpoint, ready to regenerate faces."""
-
-    generator: torch.nn.Module
-    style_encoder: torch.nn.Module | None
-    config: DictConfig
-    step: int
-    device: torch.device
-
-    @property
-    def size(self) -> int:
-        return int(self.config.data.size)
-
-    @property
-    def label_classes(self) -> int:
-        return int(self.config.data.label_classes)
-
-    @torch.no_grad()
-    def __call__(self, label: torch.Tensor, ref_image: torch.Tensor | None = None,
-                 ref_label: torch.Tensor | None = None) -> torch.Tensor:
-        """label, ref_label: long [B,H,W]; ref_image: [B,3,H,W] in [-1,1] -> [B,3,H,W] in [-1,1]."""
-        from faceregen.masks import one_hot
-        from faceregen.models import generate
-
-        label_onehot = one_hot(label.to(self.device), self.label_classes)
-        ref_onehot = None
-        if self.style_encoder is not None:
-            if ref_image is None or ref_label is None:
-                raise FaceregenError("this model needs a reference image and its label map")
-            ref_image = ref_image.to(self.device)
-            ref_onehot = one_hot(ref_label.to(self.device), self.label_classes)
-        return generate(self.generator, self.style_encoder, label_onehot, ref_image, ref_onehot)
+def default_runs_dir() -> Path:
+    """The training runs folder: ``$FACEREGEN_RUNS`` or ``checkpoints`` (as the paths config)."""
+    return Path(os.environ.get("FACEREGEN_RUNS", "checkpoints"))
 
 
-def load_regenerator(path: str | Path, device: str | torch.device = "cpu") -> Regenerator:
-    """Rebuild the networks from the config stored in the checkpoint and load the EMA weights."""
-    from faceregen.models import build_networks
-
-    device = torch.device(device)
-    state = load_checkpoint(path)
-    config = OmegaConf.create(state["config"])
-    networks = build_networks(config.model)
-    load_state(networks.generator, state["generator_ema"], "generator", path)
-    style_encoder = networks.style_encoder
-    if style_encoder is not None:
-        if state.get("style_encoder_ema") is None:
-            raise FaceregenError(f"{path}: the config has a style encoder but the checkpoint none")
-        load_state(style_encoder, state["style_encoder_ema"], "style encoder", path)
-        style_encoder = style_encoder.to(device).eval()
-    generator = networks.generator.to(device).eval()
-    return Regenerator(generator, style_encoder, config, int(state["step"]), device)
+def find_latest_checkpoint(runs_dir: str | os.PathLike | None = None) -> Path:
+    """The newest ``last.pt`` (by modification time) anywhere under the runs folder."""
+    runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    candidates = sorted(runs_dir.rglob("last.pt"), key=lambda p: p.stat().st_mtime) \
+        if runs_dir.is_dir() else []
+    if not candidates:
+        raise FaceregenError(
+            f"no checkpoint found: no last.pt under {runs_dir}/ (train one with "
+            "`faceregen train`, set FACEREGEN_RUNS to your runs folder, or pass --ckpt)")
+    return candidates[-1]

@@ -24,7 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "evaluators": ("train the evaluator networks (face parser, attribute classifier)",
                    "faceregen.evaluation.cli:main"),
     "regen": ("regenerate a face from a mask and a reference photo",
-              "faceregen.regen:main"),
+              "faceregen.regen.cli:main"),
     "data": ("synthesise or prepare CelebAMask-HQ-layout datasets",
              "faceregen.data.cli:main"),
     "export": ("export EMA generator weights to safetensors", "faceregen.export:main"),

@@ -566,15 +566,15 @@ def resolve_data_root(cfg: DictConfig, checkpoint_config: DictConfig) -> Path:
 
 def evaluate(cfg: DictConfig, run_dir: Path, progress: bool = True) -> dict[str, Any]:
     """Evaluate ``cfg.ckpt`` (and ``cfg.baseline_ckpt``); write the outputs into ``run_dir``."""
-    from faceregen.checkpoint import load_regenerator
+    from faceregen.regen import load_model
 
     started = time.time()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(str(cfg.device))
-    models = {"model": (str(cfg.ckpt), load_regenerator(cfg.ckpt, device))}
+    models = {"model": (str(cfg.ckpt), load_model(cfg.ckpt, device))}
     if cfg.get("baseline_ckpt"):
-        models["baseline"] = (str(cfg.baseline_ckpt), load_regenerator(cfg.baseline_ckpt, device))
+        models["baseline"] = (str(cfg.baseline_ckpt), load_model(cfg.baseline_ckpt, device))
     data_root = resolve_data_root(cfg, models["model"][1].config)
     sizes = {name: regen.size for name, (_, regen) in models.items()}
 

@@ -1,0 +1,214 @@
+"""Regeneration jobs: one face, a folder or a pairs file, read, batched and written safely.
+
+Files are read before the model loads, so a bad file fails fast; in folder mode a job that
+fails is recorded and the rest go on. Outputs are written atomically and never over an input.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from faceregen.errors import FaceregenError
+from faceregen.labels import PALETTE
+from faceregen.regen.editing import edit_label
+from faceregen.regen.generate import PreparedPair, generate_prepared, prepare_pair
+from faceregen.regen.inputs import MASK_SUFFIXES, PHOTO_SUFFIXES, read_label_map, read_photo
+from faceregen.regen.references import ReferenceMasks
+from faceregen.utils import atomic_path
+
+
+def write_image(image: np.ndarray, path: Path) -> None:
+    """Write atomically; the format follows the file suffix."""
+    with atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, format=Image.registered_extensions()[path.suffix.lower()])
+
+
+def compare_image(label: np.ndarray, ref_image: np.ndarray | None,
+                  result: np.ndarray) -> np.ndarray:
+    """colour mask | reference | result, all at the mask's height."""
+    height = label.shape[0]
+    panels = [PALETTE[label]]
+    if ref_image is not None:
+        width = max(1, round(ref_image.shape[1] * height / ref_image.shape[0]))
+        panels.append(np.asarray(Image.fromarray(ref_image).resize(
+            (width, height), Image.Resampling.LANCZOS)))
+    panels.append(result)
+    return np.concatenate(panels, axis=1)
+
+
+def compare_path(out_path: Path) -> Path:
+    return out_path.with_name(f"{out_path.stem}_compare.png")
+
+
+def check_output_path(out_path: Path, inputs: Sequence[Path | None]) -> None:
+    """Refuse outputs that would overwrite an input or land in a missing folder."""
+    if out_path.suffix.lower() not in Image.registered_extensions():
+        raise FaceregenError(f"{out_path}: unknown image format '{out_path.suffix}' for output")
+    if not out_path.parent.is_dir():
+        raise FaceregenError(f"{out_path}: output folder {out_path.parent} does not exist")
+    for path in inputs:
+        if path is not None and path.resolve() == out_path.resolve():
+            raise FaceregenError(f"{out_path}: output would overwrite an input file")
+
+
+@dataclass
+class Job:
+    """One regeneration request read from the command line, a folder or a pairs file."""
+
+    mask: Path
+    ref: Path | None
+    ref_mask: Path | None
+    out: Path
+
+
+@dataclass
+class LoadedJob:
+    """A job's images in memory: the (edited) label map, the reference and its label map."""
+
+    job: Job
+    label: np.ndarray
+    ref_image: np.ndarray | None
+    ref_label: np.ndarray | None
+
+
+def read_job(job: Job, edit: tuple[np.ndarray, list[int]] | None) -> LoadedJob:
+    """Read one job's files (no model needed, so bad files fail before the model loads)."""
+    label = read_label_map(job.mask)
+    if edit is not None:
+        label = edit_label(label, edit[0], edit[1])
+    ref_image = read_photo(job.ref) if job.ref is not None else None
+    ref_label = read_label_map(job.ref_mask) if job.ref_mask is not None else None
+    return LoadedJob(job, label, ref_image, ref_label)
+
+
+def prepare_job(loaded: LoadedJob, regenerator, reference_masks: ReferenceMasks) -> PreparedPair:
+    """Fit a read job to the model, predicting the reference's mask when none was given.
+
+    The pix2pixHD baseline has no style encoder, so its reference is not used at all.
+    """
+    job = loaded.job
+    if regenerator.style_encoder is None:
+        return prepare_pair(loaded.label, None, None, regenerator.size)
+    if loaded.ref_image is None:
+        raise FaceregenError(f"{job.mask}: this model needs a reference photo (--ref)")
+    ref_label = loaded.ref_label
+    if ref_label is None:
+        ref_label = reference_masks.predict(job.ref, loaded.ref_image)
+    return prepare_pair(loaded.label, loaded.ref_image, ref_label, regenerator.size,
+                        str(job.ref), str(job.ref_mask or "the predicted reference mask"))
+
+
+def jobs_from_folders(mask_dir: Path, ref_dir: Path | None, ref_mask_dir: Path | None,
+                      out_dir: Path) -> tuple[list[Job], list[tuple[str, str]]]:
+    """Pair files by stem; masks without a unique reference become failures, not crashes."""
+    for folder in (mask_dir, ref_dir, ref_mask_dir):
+        if folder is not None and not folder.is_dir():
+            raise FaceregenError(f"{folder}: folder not found")
+
+    def by_stem(folder: Path | None, suffixes) -> dict[str, list[Path]]:
+        found: dict[str, list[Path]] = {}
+        if folder is not None:
+            for path in sorted(folder.iterdir()):
+                if path.is_file() and path.suffix.lower() in suffixes:
+                    found.setdefault(path.stem, []).append(path)
+        return found
+
+    masks = by_stem(mask_dir, MASK_SUFFIXES)
+    refs = by_stem(ref_dir, PHOTO_SUFFIXES)
+    ref_masks = by_stem(ref_mask_dir, MASK_SUFFIXES)
+    if not masks:
+        raise FaceregenError(f"{mask_dir}: no mask images ({', '.join(MASK_SUFFIXES)})")
+    jobs, failures = [], []
+    for stem, mask_paths in masks.items():
+        candidates = {"mask": mask_paths, "reference": refs.get(stem), "reference mask":
+                      ref_masks.get(stem)}
+        ambiguous = [f"{what} ({', '.join(p.name for p in paths)})"
+                     for what, paths in candidates.items() if paths and len(paths) > 1]
+        if ambiguous:
+            failures.append((stem, "several files share this stem: " + "; ".join(ambiguous)))
+            continue
+        if ref_dir is not None and stem not in refs:
+            failures.append((str(mask_paths[0]), f"no reference named {stem}.* in {ref_dir}"))
+            continue
+        if ref_mask_dir is not None and stem not in ref_masks:
+            failures.append((str(mask_paths[0]),
+                             f"no reference mask named {stem}.* in {ref_mask_dir}"))
+            continue
+        jobs.append(Job(mask_paths[0], refs[stem][0] if stem in refs else None,
+                        ref_masks[stem][0] if stem in ref_masks else None,
+                        out_dir / f"{stem}_regen.png"))
+    return jobs, failures
+
+
+def jobs_from_pairs_file(pairs_path: Path, out_dir: Path) -> list[Job]:
+    """CSV with a header row and columns mask,ref[,ref_mask]; paths relative to the CSV."""
+    if not pairs_path.is_file():
+        raise FaceregenError(f"{pairs_path}: pairs file not found")
+    try:
+        with open(pairs_path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise FaceregenError(f"{pairs_path}: cannot read pairs file ({exc})") from None
+    if not rows or "mask" not in rows[0]:
+        raise FaceregenError(f"{pairs_path}: needs a header row with columns mask,ref[,ref_mask]")
+
+    def resolve(value: str | None) -> Path | None:
+        return pairs_path.parent / value.strip() if value and value.strip() else None
+
+    jobs = []
+    for row in rows:
+        mask, ref = resolve(row.get("mask")), resolve(row.get("ref"))
+        if mask is None:
+            raise FaceregenError(f"{pairs_path}: a row has an empty mask column")
+        stem = mask.stem if ref is None or ref.stem == mask.stem else f"{mask.stem}_{ref.stem}"
+        jobs.append(Job(mask, ref, resolve(row.get("ref_mask")), out_dir / f"{stem}_regen.png"))
+    return jobs
+
+
+def batched(items: Sequence, batch_size: int) -> Iterator[Sequence]:
+    for start in range(0, len(items), batch_size):
+        yield items[start:start + batch_size]
+
+
+def run_jobs(jobs: Sequence[Job], regenerator, reference_masks: ReferenceMasks, edit,
+             batch_size: int, compare: bool, progress: bool) -> tuple[int, list[tuple[str, str]]]:
+    """Regenerate every job in batches; a job that fails is recorded and the rest go on.
+
+    Returns the number of faces written and (mask, reason) for each failed job.
+    """
+    from tqdm import tqdm
+
+    written, failures = 0, []
+    with tqdm(total=len(jobs), unit="face", disable=not progress) as bar:
+        for chunk in batched(jobs, batch_size):
+            ready = []
+            for job in chunk:
+                try:
+                    check_output_path(job.out, [job.mask, job.ref, job.ref_mask])
+                    loaded = read_job(job, edit)
+                    ready.append((loaded, prepare_job(loaded, regenerator, reference_masks)))
+                except FaceregenError as exc:
+                    failures.append((str(job.mask), str(exc)))
+            results = generate_prepared(regenerator, [pair for _, pair in ready]) if ready else []
+            for (loaded, _), result in zip(ready, results):
+                try:
+                    write_result(loaded, result, compare)
+                    written += 1
+                except OSError as exc:
+                    failures.append((str(loaded.job.mask), f"{loaded.job.out}: cannot write "
+                                                           f"({exc})"))
+            bar.update(len(chunk))
+    return written, failures
+
+
+def write_result(loaded: LoadedJob, result: np.ndarray, compare: bool) -> None:
+    write_image(result, loaded.job.out)
+    if compare:
+        write_image(compare_image(loaded.label, loaded.ref_image, result),
+                    compare_path(loaded.job.out))
