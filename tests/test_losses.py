@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from faceregen import pretrained
 from faceregen.errors import FaceregenError
 from faceregen.losses import (
     VGGPerceptualLoss,
@@ -162,7 +163,7 @@ def offline_hub(tmp_path, monkeypatch):
         raise OSError("no network in tests")
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
-    monkeypatch.setattr(perceptual, "_download", no_network)
+    monkeypatch.setattr(pretrained, "download_file", no_network)
     return hub
 
 
@@ -231,12 +232,16 @@ def test_bad_weight_files_are_user_errors(offline_hub, tmp_path, monkeypatch):
     monkeypatch.setattr(perceptual, "_vgg19_features_layers", tiny_features)
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"not a checkpoint")
-    with pytest.raises(FaceregenError, match="could not read"):
+    with pytest.raises(FaceregenError, match="not a loadable VGG19 weight file"):
         load_vgg19_features("imagenet", garbage)
     wrong = tmp_path / "wrong.pth"
     torch.save({"features.0.weight": torch.zeros(1)}, wrong)
     with pytest.raises(FaceregenError, match="not a torchvision vgg19 state_dict"):
         load_vgg19_features("imagenet", wrong)
+    bare_tensor = tmp_path / "tensor.pth"
+    torch.save(torch.zeros(1), bare_tensor)
+    with pytest.raises(FaceregenError, match="not a torchvision vgg19 state_dict"):
+        load_vgg19_features("imagenet", bare_tensor)
 
 
 def test_perceptual_loss_is_frozen_and_batched(random_vgg):

@@ -7,12 +7,10 @@ and return one value per image; the runner averages them over the test set.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import linalg
+from pytorch_fid.fid_score import calculate_frechet_distance
 
 
 def gaussian_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -25,28 +23,17 @@ def gaussian_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
                      eps: float = 1e-6) -> float:
-    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 sqrt(S1 S2)), computed exactly as pytorch-fid does.
+    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 sqrt(S1 S2)), by pytorch-fid's own function.
 
-    When the product is singular (sqrtm not finite) an ``eps`` offset is added to both
-    diagonals; a complex square root is accepted only if its diagonal's imaginary part is
-    below 1e-3 and then its real part is used.
+    pytorch-fid adds ``eps`` to both diagonals when the product is singular and raises
+    ValueError for a square root with a large imaginary part. Mismatched dimensions are checked
+    here as a ValueError, because pytorch-fid only asserts them.
     """
     mu1, mu2 = np.atleast_1d(mu1), np.atleast_1d(mu2)
     sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
         raise ValueError("the two Gaussians have different dimensions")
-    diff = mu1 - mu2
-    covmean = linalg.sqrtm(sigma1.dot(sigma2))
-    if not np.isfinite(covmean).all():
-        warnings.warn(f"fid calculation produces singular product; adding {eps} to diagonal of "
-                      "cov estimates", RuntimeWarning, stacklevel=2)
-        offset = np.eye(sigma1.shape[0]) * eps
-        covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
-    if np.iscomplexobj(covmean):
-        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-            raise ValueError(f"Imaginary component {np.max(np.abs(covmean.imag))}")
-        covmean = covmean.real
-    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+    return float(calculate_frechet_distance(mu1, sigma1, mu2, sigma2, eps=eps))
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:

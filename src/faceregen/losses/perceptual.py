@@ -10,7 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from faceregen import pretrained
 from faceregen.errors import FaceregenError
+from faceregen.utils import torch_load
 
 logger = logging.getLogger("faceregen.losses")
 
@@ -26,14 +28,8 @@ RANDOM_VGG_SEED = 0
 
 
 def hub_cache_file() -> Path:
-    """Where torchvision keeps the downloaded VGG19 weights."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / VGG19_FILE
-
-
-def _download(url: str, destination: Path) -> None:
-    """Fetch ``url`` into ``destination`` (torch.hub writes a temp file and renames it)."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    torch.hub.download_url_to_file(url, str(destination), hash_prefix=VGG19_FILE[6:14])
+    """Where torchvision keeps (and a download puts) the VGG19 weights."""
+    return pretrained.hub_cache_file(VGG19_FILE)
 
 
 def _check_weights_name(weights: str) -> None:
@@ -52,30 +48,10 @@ def check_vgg_weights(weights: str = "imagenet", path: str | os.PathLike | None 
     _check_weights_name(weights)
     if weights == "random":
         return None
-    tried = []
-    if path is not None:
-        configured = Path(path).expanduser()
-        if configured.is_file():
-            return configured
-        tried.append(f"loss.vgg.path={configured} (no such file)")
-        logger.warning("loss.vgg.path=%s does not exist; trying the torch hub cache", configured)
-    cached = hub_cache_file()
-    if cached.is_file():
-        return cached
-    tried.append(f"{cached} (not in the torch hub cache)")
-    try:
-        _download(VGG19_URL, cached)
-    except Exception as exc:  # no network, proxy, disk full, hash mismatch: all the same to users
-        tried.append(f"download from {VGG19_URL} failed: {exc}")
-    else:
-        if cached.is_file():
-            return cached
-        tried.append(f"download from {VGG19_URL} left no file at {cached}")
-    raise FaceregenError(
-        f"the ImageNet VGG19 weights for the perceptual loss ({VGG19_FILE}) were not found: "
-        + "; ".join(tried)
-        + f". Put torchvision's {VGG19_FILE} at {cached}, or pass loss.vgg.path=/path/to/"
-        f"{VGG19_FILE}; or run offline with loss.vgg.weights=random (a randomly initialised VGG19)")
+    return pretrained.find_weight_file(
+        VGG19_FILE, VGG19_URL, path, "loss.vgg.path",
+        description="the ImageNet VGG19 weights for the perceptual loss",
+        alternative="; or run offline with loss.vgg.weights=random (a randomly initialised VGG19)")
 
 
 def _vgg19_features_layers() -> nn.Sequential:
@@ -107,10 +83,9 @@ def load_vgg19_features(weights: str = "imagenet", path: str | os.PathLike | Non
         return features
 
     file = check_vgg_weights(weights, path)
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise FaceregenError(f"could not read the VGG19 weights {file}: {exc}") from exc
+    state = torch_load(file, "VGG19 weight file")
+    if not isinstance(state, dict):
+        raise FaceregenError(f"{file} is not a torchvision vgg19 state_dict ({VGG19_FILE})")
     prefix = "features."
     feature_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     try:
