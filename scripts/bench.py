@@ -27,7 +27,6 @@ import json
 import platform
 import sys
 import time
-from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -40,13 +39,8 @@ import faceregen.config  # noqa: F401  (registers the config schemas)
 from faceregen.losses import feature_matching_loss, gan_loss
 from faceregen.losses.perceptual import VGGPerceptualLoss
 from faceregen.models import build_networks, generate
-from faceregen.train.objectives import (
-    backward_separately,
-    compile_for_shared_pass,
-    discriminate,
-    discriminator_objective,
-    generator_objective,
-)
+from faceregen.train.objectives import compile_for_shared_pass
+from faceregen.train.step import StepModules, adversarial_step, autocast_for
 from faceregen.utils import autocast_dtype
 
 
@@ -113,10 +107,11 @@ def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: 
         opt_g = instantiate(cfg.optim.generator)(params=g_params)
         opt_d = instantiate(cfg.optim.discriminator)(params=d_params)
     dtype = autocast_dtype(precision)
-
-    def autocast():
-        return (torch.autocast(device.type, dtype=dtype) if dtype is not None
-                else nullcontext())
+    autocast = autocast_for(device, dtype)
+    modules = StepModules(  # as the trainer builds them; compiled below, after the FLOP count
+        generator=g, style_encoder=e, discriminator=d, perceptual=vgg, opt_g=opt_g, opt_d=opt_d,
+        g_params=g_params, d_params=d_params, run_generator=generate, run_discriminator=d,
+        scaler=torch.amp.GradScaler("cuda", enabled=dtype is torch.float16))
 
     b, s, c = cfg.data.batch_size, cfg.data.size, cfg.data.label_classes
     label = torch.randint(0, c, (b, s, s), device=device)
@@ -125,7 +120,6 @@ def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: 
     real = (torch.rand(b, 3, s, s, device=device) * 2 - 1).contiguous(memory_format=fmt)
 
     every = max(1, int(cfg.loss.gp_every))
-    run_generator, run_discriminator = generate, d  # compiled below, after the FLOP count
 
     def reference_step(timer: Timer) -> torch.Tensor:
         """pix2pixHD's step (its models/pix2pixHD_model.py and train.py), same networks."""
@@ -156,26 +150,9 @@ def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: 
         return fake
 
     def faceregen_step(timer: Timer, index: int) -> torch.Tensor:
-        """The trainer's step (faceregen.train.trainer.Trainer.train_step), same networks."""
-        with timer.section("g_forward"), autocast():
-            fake = run_generator(g, e, label_oh, real, label_oh)
-        with timer.section("d_forward"), autocast():
-            fake_features, real_features = discriminate(run_discriminator, label_oh, fake, real)
-        with timer.section("losses_forward"), autocast():
-            d_terms = discriminator_objective(d, label_oh, fake, real, fake_features,
-                                              real_features, cfg.loss,
-                                              apply_penalty=index % every == 0,
-                                              penalty_scale=float(every))
-            g_terms = generator_objective(fake, real, fake_features, real_features, vgg,
-                                          cfg.loss)
-        opt_d.zero_grad(set_to_none=True)
-        opt_g.zero_grad(set_to_none=True)
-        with timer.section("backward"):
-            backward_separately(sum(d_terms.values()), d_params,
-                                sum(g_terms.values()), g_params)
-        with timer.section("optimizer_steps"):
-            opt_g.step()
-            opt_d.step()
+        """The trainer's step itself (faceregen.train.step.adversarial_step)."""
+        fake, _ = adversarial_step(modules, label_oh, real, real, label_oh, cfg.loss,
+                                   step_index=index, autocast=autocast, section=timer.section)
         return fake
 
     def step(timer: Timer, index: int, probe_vgg: bool = True) -> None:
@@ -194,8 +171,8 @@ def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: 
             step(Timer(device), index, probe_vgg=False)
     step_flops = flop_counter.get_total_flops() / every
     if compile:  # as trainer.compile=true: generator path and discriminator, the penalty eager
-        run_generator = compile_for_shared_pass(generate)
-        run_discriminator = compile_for_shared_pass(d)
+        modules.run_generator = compile_for_shared_pass(generate)
+        modules.run_discriminator = compile_for_shared_pass(d)
 
     timer = Timer(device)
     for i in range(warmup + steps):
@@ -241,8 +218,8 @@ def bench_regen(cfg: DictConfig, device: torch.device, steps: int, warmup: int) 
 def bench_data(cfg: DictConfig, workers: int, steps: int, warmup: int) -> dict:
     """Batches per second from the trainer's loader: decode, flip, reference pairing, collate."""
     from faceregen.data import ensure_dataset
+    from faceregen.train.batches import EpochBatches, training_set
     from faceregen.train.distributed import DistInfo
-    from faceregen.train.trainer import EpochBatches, training_set
 
     dcfg = cfg.data
     dataset = training_set(ensure_dataset(dcfg), dcfg, seed=0)

@@ -21,6 +21,7 @@ import faceregen.config  # noqa: F401  (registers the config schemas)
 from faceregen.checkpoint import load_checkpoint, save_checkpoint
 from faceregen.errors import FaceregenError
 from faceregen.regen import load_regenerator
+from faceregen.train import step as step_module
 from faceregen.train import trainer as trainer_module
 from faceregen.train.trainer import Trainer, lr_factor, train
 
@@ -159,7 +160,7 @@ def test_sigterm_saves_at_the_current_step_and_exits_cleanly(train_data, tmp_pat
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(train_data, tmp_path, monkeypatch):
-    original = trainer_module.generator_objective
+    original = step_module.generator_objective
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -169,7 +170,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(train_data, tmp_path,
             terms["loss_g/adv"] = terms["loss_g/adv"] * float("nan")
         return terms
 
-    monkeypatch.setattr(trainer_module, "generator_objective", poisoned)
+    monkeypatch.setattr(step_module, "generator_objective", poisoned)
     with pytest.raises(FaceregenError, match=r"non-finite loss at step 3 \(loss_g/adv"):
         train(tiny_config(train_data), tmp_path)
     state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")

@@ -78,3 +78,13 @@ def find_latest_checkpoint(runs_dir: str | os.PathLike | None = None) -> Path:
             f"no checkpoint found: no last.pt under {runs_dir}/ (train one with "
             "`faceregen train`, set FACEREGEN_RUNS to your runs folder, or pass --ckpt)")
     return candidates[-1]
+
+
+def config_differences(stored: Any, current: Any, prefix: str) -> list[str]:
+    """Human-readable differences between a stored and the current nested config container."""
+    if isinstance(stored, dict) and isinstance(current, dict):
+        out = []
+        for k in sorted(set(stored) | set(current), key=str):
+            out += config_differences(stored.get(k), current.get(k), f"{prefix}.{k}")
+        return out
+    return [] if stored == current else [f"{prefix}: checkpoint {stored!r}, config {current!r}"]

@@ -1,243 +1,52 @@
-"""`faceregen train`: alternating G/D steps with EMA, checkpoints, resume and data parallelism.
+"""`faceregen train`: the training loop with EMA, checkpoints, resume and data parallelism.
 
-`train(cfg, run_dir)` is the plain function behind the Hydra app; tests call it directly.
+`train(cfg, run_dir)` is the plain function behind the Hydra app; tests call it directly. The
+step itself is :func:`faceregen.train.step.adversarial_step`; the loader is in
+:mod:`faceregen.train.batches`, the run state (RNG, seeds, EMA, LR) in :mod:`faceregen.train.state`.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
-import platform
-import random
-import signal
-import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader, Dataset
 
-from faceregen import __version__
-from faceregen.checkpoint import load_checkpoint, load_state, save_checkpoint
+from faceregen.checkpoint import (
+    config_differences,
+    load_checkpoint,
+    load_state,
+    save_checkpoint,
+)
 from faceregen.data import FaceDataset, ensure_dataset
-from faceregen.data.dataset import image_to_float
 from faceregen.errors import FaceregenError
+from faceregen.images import to_float
 from faceregen.masks import one_hot
 from faceregen.models import build_networks, generate
 from faceregen.train import distributed as dist_utils
-from faceregen.train.objectives import (
-    backward_separately,
-    compile_for_shared_pass,
-    discriminate,
-    discriminator_objective,
-    generator_objective,
+from faceregen.train.batches import EpochBatches, training_set
+from faceregen.train.objectives import compile_for_shared_pass
+from faceregen.train.state import (
+    StopFlag,
+    ema_decay_at,
+    lr_factor,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+    update_ema,
+    write_env,
 )
+from faceregen.train.step import StepModules, adversarial_step, autocast_for
 from faceregen.train.visualize import sample_grid, save_png
 from faceregen.utils import autocast_dtype, resolve_device
 
 log = logging.getLogger("faceregen.train")
-
-
-# --------------------------------------------------------------------------- small pieces
-
-
-def lr_factor(step: int, max_steps: int, decay_start: float) -> float:
-    """Constant learning rate, then linear decay to 0 from ``decay_start * max_steps``."""
-    start = int(decay_start * max_steps)
-    if step < start:
-        return 1.0
-    return max(0.0, (max_steps - step) / max(1, max_steps - start))
-
-
-@torch.no_grad()
-def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    for ema_p, p in zip(ema.parameters(), model.parameters()):
-        ema_p.lerp_(p.detach(), 1.0 - decay)
-    for ema_b, b in zip(ema.buffers(), model.buffers()):
-        ema_b.copy_(b)
-
-
-def ema_decay_at(step: int, decay: float) -> float:
-    """Warm the EMA up so that short runs are not dominated by the random initialisation."""
-    return min(decay, (1 + step) / (10 + step))
-
-
-def rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
-    state = {
-        "python": random.getstate(),
-        "numpy": {"keys": torch.from_numpy(np_state[1].copy()), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(_as_tuple(state["python"]))
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy(), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _as_tuple(value: Any) -> Any:
-    """Checkpoints may store tuples as lists; random.setstate wants tuples all the way down."""
-    if isinstance(value, (list, tuple)):
-        return tuple(_as_tuple(v) for v in value)
-    return value
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _seed_worker(worker_id: int) -> None:
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
-
-
-def write_env(run_dir: Path, world_size: int = 1) -> None:
-    """Record the code version, package versions and process count beside the resolved config."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent, timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    import hydra
-    import omegaconf
-    import torchvision
-
-    env = {
-        "faceregen": __version__, "git_commit": commit, "python": platform.python_version(),
-        "torch": torch.__version__, "torchvision": torchvision.__version__,
-        "hydra": hydra.__version__, "omegaconf": omegaconf.__version__,
-        "numpy": np.__version__, "cuda": torch.version.cuda,
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-        "world_size": world_size,
-    }
-    (run_dir / "env.json").write_text(json.dumps(env, indent=2) + "\n")
-
-
-def training_set(root: Path, dcfg: DictConfig, seed: int) -> FaceDataset:
-    """The train split with the configured augmentation, as raw uint8 items (see FaceDataset)."""
-    return FaceDataset(root, "train", flip=dcfg.flip, crop=dcfg.crop,
-                       crop_scale=tuple(dcfg.crop_scale), reference=dcfg.reference, seed=seed,
-                       raw=True)
-
-
-class EpochBatches:
-    """An endless stream of batches: a fresh seeded shuffle every epoch, resumable mid-epoch."""
-
-    def __init__(self, dataset: Dataset, batch_size: int, num_workers: int, seed: int,
-                 info: dist_utils.DistInfo, pin_memory: bool):
-        self.dataset = dataset
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.seed = seed
-        self.info = info
-        self.pin_memory = pin_memory
-        self.epoch = 0
-        self.batch_in_epoch = 0
-        per_rank = len(dataset) // info.world_size
-        self.batches_per_epoch = per_rank // batch_size
-        if self.batches_per_epoch == 0:
-            raise FaceregenError(
-                f"the training split has {len(dataset)} images, fewer than one batch of "
-                f"{batch_size} per process; lower data.batch_size")
-        self._iterator: Iterator | None = None
-
-    @property
-    def _epoch_seed(self) -> int:
-        """One seed per (run seed, epoch): the epoch's shuffle and its samples' augment seeds."""
-        return self.seed * 100_003 + self.epoch
-
-    def _keys(self) -> list[tuple[int, int]]:
-        """This rank's rest of the epoch as (position, augment seed) keys of the dataset.
-
-        The seed is a function of run seed, epoch and place in the epoch's order, not of the
-        worker that loads it, so a resumed run draws the same flips and crops.
-        """
-        g = torch.Generator().manual_seed(self._epoch_seed)
-        order = torch.randperm(len(self.dataset), generator=g).tolist()
-        per_rank = self.batches_per_epoch * self.batch_size
-        keys = [(position, self._epoch_seed * 1_000_003 + place)
-                for place, position in enumerate(order)]
-        mine = keys[self.info.rank::self.info.world_size][:per_rank]
-        return mine[self.batch_in_epoch * self.batch_size:]
-
-    def _start(self) -> None:
-        g = torch.Generator().manual_seed(
-            self._epoch_seed * 7919 + self.batch_in_epoch + self.info.rank)
-        loader = DataLoader(
-            self.dataset, batch_size=self.batch_size, sampler=self._keys(),
-            num_workers=self.num_workers, pin_memory=self.pin_memory, drop_last=True,
-            worker_init_fn=_seed_worker, generator=g,
-            persistent_workers=False)
-        self._iterator = iter(loader)
-
-    def __next__(self) -> dict[str, torch.Tensor]:
-        if self._iterator is None:
-            self._start()
-        try:
-            batch = next(self._iterator)
-        except StopIteration:
-            self.epoch += 1
-            self.batch_in_epoch = 0
-            self._start()
-            batch = next(self._iterator)
-        self.batch_in_epoch += 1
-        if self.batch_in_epoch >= self.batches_per_epoch:
-            self.epoch += 1
-            self.batch_in_epoch = 0
-            self._iterator = None
-        return batch
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.epoch = int(state["epoch"])
-        self.batch_in_epoch = int(state["batch_in_epoch"])
-        self._iterator = None
-
-
-class StopFlag:
-    """Turns SIGINT/SIGTERM into a request to checkpoint and stop after the current step."""
-
-    def __init__(self) -> None:
-        self.signal_name: str | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> StopFlag:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread: leave signals alone
-                pass
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.signal_name = signal.Signals(signum).name
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
 
 
 # --------------------------------------------------------------------------- the trainer
@@ -303,9 +112,15 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(
             "cuda", enabled=self.autocast_dtype is torch.float16)
 
-        self.run_generator = self._generator_fn()
-        self.run_discriminator = (compile_for_shared_pass(self.discriminator) if tcfg.compile
-                                  else self.discriminator)
+        self.autocast = autocast_for(self.device, self.autocast_dtype)
+        self.modules = StepModules(
+            generator=self.generator, style_encoder=self.style_encoder,
+            discriminator=self.discriminator, perceptual=self.perceptual,
+            opt_g=self.opt_g, opt_d=self.opt_d, g_params=self.g_params, d_params=self.d_params,
+            run_generator=compile_for_shared_pass(generate) if tcfg.compile else generate,
+            run_discriminator=(compile_for_shared_pass(self.discriminator) if tcfg.compile
+                               else self.discriminator),
+            scaler=self.scaler)
         self.step = 0
         self.saved_step = -1
         self.ckpt_dir = self.run_dir / "checkpoints"
@@ -324,14 +139,6 @@ class Trainer:
 
         vgg = VGGPerceptualLoss(weights=lcfg.vgg.weights, path=lcfg.vgg.path)
         return vgg.to(self.device, memory_format=self.memory_format)
-
-    def _generator_fn(self):
-        def run(label_onehot, ref_image, ref_onehot, generator=None, style_encoder=None):
-            generator = self.generator if generator is None else generator
-            style_encoder = self.style_encoder if style_encoder is None else style_encoder
-            return generate(generator, style_encoder, label_onehot, ref_image, ref_onehot)
-
-        return compile_for_shared_pass(run) if self.cfg.trainer.compile else run
 
     def _fixed_samples(self, root: Path) -> dict[str, torch.Tensor]:
         """A fixed batch for progress images: half reconstructions, half swapped references."""
@@ -356,65 +163,39 @@ class Trainer:
 
     # ----------------------------------------------------------------- one step
 
-    def _autocast(self):
-        if self.autocast_dtype is None:
-            return nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
-
     def _to_device(self, batch: dict[str, torch.Tensor]):
         nb = self.device.type == "cuda"
         classes = self.cfg.data.label_classes
         label = batch["label"].to(self.device, non_blocking=nb)
         ref_label = batch["ref_label"].to(self.device, non_blocking=nb)
         mf = self.memory_format
-        image = image_to_float(batch["image"].to(self.device, non_blocking=nb))
-        ref_image = image_to_float(batch["ref_image"].to(self.device, non_blocking=nb))
+        image = to_float(batch["image"].to(self.device, non_blocking=nb))
+        ref_image = to_float(batch["ref_image"].to(self.device, non_blocking=nb))
         return (one_hot(label, classes).contiguous(memory_format=mf),
                 image.contiguous(memory_format=mf),
                 ref_image.contiguous(memory_format=mf),
                 one_hot(ref_label, classes).contiguous(memory_format=mf))
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One G and D update on a loader batch, then the LR schedules and the EMA.
+
+        Returns every loss term as a float, keyed by its TensorBoard tag.
+        """
         label_oh, real, ref_image, ref_oh = self._to_device(batch)
-        lcfg = self.cfg.loss
-
-        # Both objectives see the networks as they are at the start of the step (pix2pixHD).
-        every = max(1, int(lcfg.gp_every))
-        with self._autocast():
-            fake = self.run_generator(label_oh, ref_image, ref_oh)
-            fake_features, real_features = discriminate(self.run_discriminator, label_oh,
-                                                         fake, real)
-            # The penalty differentiates D twice: that runs eagerly, never through a compiled D.
-            d_terms = discriminator_objective(
-                self.discriminator, label_oh, fake, real, fake_features, real_features,
-                lcfg, apply_penalty=self.step % every == 0, penalty_scale=float(every))
-            g_terms = generator_objective(fake, real, fake_features, real_features,
-                                          self.perceptual, lcfg)
-            loss_d = sum(d_terms.values())
-            loss_g = sum(g_terms.values())
-        self.opt_d.zero_grad(set_to_none=True)
-        self.opt_g.zero_grad(set_to_none=True)
-        backward_separately(self.scaler.scale(loss_d), self.d_params,
-                            self.scaler.scale(loss_g), self.g_params)
-
-        dist_utils.average_gradients(self.g_params, self.info)
-        dist_utils.average_gradients(self.d_params, self.info)
-        self.scaler.step(self.opt_g)
-        self.scaler.step(self.opt_d)
-        self.scaler.update()
-
+        _, terms = adversarial_step(self.modules, label_oh, real, ref_image, ref_oh,
+                                    self.cfg.loss, step_index=self.step, autocast=self.autocast,
+                                    sync_gradients=self._average_gradients)
         self.sched_g.step()
         self.sched_d.step()
         decay = ema_decay_at(self.step, self.cfg.trainer.ema_decay)
         update_ema(self.generator_ema, self.generator, decay)
         if self.style_encoder is not None:
             update_ema(self.style_encoder_ema, self.style_encoder, decay)
+        return {k: float(v.detach()) for k, v in terms.items()}
 
-        terms = {**g_terms, **d_terms}
-        values = {k: float(v.detach()) for k, v in terms.items()}
-        values["loss_g/total"] = float(loss_g.detach())
-        values["loss_d/total"] = float(loss_d.detach())
-        return values
+    def _average_gradients(self) -> None:
+        dist_utils.average_gradients(self.g_params, self.info)
+        dist_utils.average_gradients(self.d_params, self.info)
 
     # ----------------------------------------------------------------- checkpoints
 
@@ -459,7 +240,7 @@ class Trainer:
         mine = OmegaConf.to_container(self.cfg.model, resolve=True)
         theirs = OmegaConf.to_container(stored.model, resolve=True)
         if mine != theirs:
-            diff = _config_diff(theirs, mine)
+            diff = config_differences(theirs, mine, "model")
             raise FaceregenError(f"{path}: checkpoint was trained with a different model config "
                                  f"({'; '.join(diff[:4])})")
         load_state(self.generator, state["generator"], "generator", path)
@@ -501,15 +282,32 @@ class Trainer:
             return
         batch = self.sample_batch
         label_oh, real, ref_image, ref_oh = self._to_device(batch)
-        with self._autocast():
-            fake = self.run_generator(label_oh, ref_image, ref_oh, self.generator_ema,
-                                      self.style_encoder_ema)
+        with self.autocast():
+            fake = self.modules.run_generator(self.generator_ema, self.style_encoder_ema,
+                                              label_oh, ref_image, ref_oh)
         grid = sample_grid(batch["label"], batch["ref_image"], fake.float(), batch["image"])
         samples = self.run_dir / "samples"
         samples.mkdir(parents=True, exist_ok=True)
         save_png(grid, samples / f"step_{self.step:06d}.png")
         if self.writer is not None:
             self.writer.add_image("samples", grid, self.step, dataformats="HWC")
+
+    def _log_scalars(self, values: dict[str, float], images_per_second: float) -> None:
+        if self.writer is None:
+            return
+        for tag, value in values.items():
+            self.writer.add_scalar(tag, value, self.step)
+        self.writer.add_scalar("lr/generator", self.sched_g.get_last_lr()[0], self.step)
+        self.writer.add_scalar("lr/discriminator", self.sched_d.get_last_lr()[0], self.step)
+        self.writer.add_scalar("speed/img_per_s", images_per_second, self.step)
+
+    def _stop_on_nonfinite(self, values: dict[str, float]) -> None:
+        last = self.ckpt_dir / "last.pt"
+        where = (f"the last good checkpoint is {last}" if last.is_file()
+                 else "no checkpoint was written yet")
+        nonfinite = ", ".join(sorted(k for k, v in values.items() if not math.isfinite(v)))
+        raise FaceregenError(f"non-finite loss at step {self.step + 1} "
+                             f"({nonfinite or 'on another rank'}); training stopped, {where}")
 
     def open_writer(self) -> None:
         if self.info.is_main and self.cfg.logger.enabled:
@@ -526,6 +324,14 @@ class Trainer:
     # ----------------------------------------------------------------- the loop
 
     def fit(self) -> dict[str, Any]:
+        """Train until ``trainer.max_steps``, the time budget or SIGINT/SIGTERM (resuming first
+        when ``trainer.resume`` says so).
+
+        Logs every ``log_every`` steps, writes sample grids every ``sample_every`` and
+        checkpoints every ``ckpt_every`` and at the end. A non-finite loss on any rank stops the
+        run with a user error naming the last good checkpoint. Returns a summary: final step,
+        what stopped it (None when it ran to the end), checkpoint path, last losses, minutes.
+        """
         tcfg = self.cfg.trainer
         if self.info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -556,32 +362,17 @@ class Trainer:
                 bad = not all(math.isfinite(v) for v in values.values())
                 if dist_utils.any_rank(bad, self.device, self.info):
                     bar.close()
-                    last = self.ckpt_dir / "last.pt"
-                    where = (f"the last good checkpoint is {last}" if last.is_file()
-                             else "no checkpoint was written yet")
-                    nonfinite = ", ".join(
-                        sorted(k for k, v in values.items() if not math.isfinite(v)))
-                    raise FaceregenError(
-                        f"non-finite loss at step {self.step + 1} "
-                        f"({nonfinite or 'on another rank'}); training stopped, {where}")
+                    self._stop_on_nonfinite(values)
                 self.step += 1
                 window_images += global_batch
                 last_values = values
                 bar.update(1)
                 if self.step % tcfg.log_every == 0 or self.step == tcfg.max_steps:
-                    elapsed = time.monotonic() - window_start
+                    ips = window_images / max(time.monotonic() - window_start, 1e-9)
                     values = dist_utils.mean_over_ranks(values, self.device, self.info)
-                    ips = window_images / max(elapsed, 1e-9)
                     bar.set_postfix(img_s=f"{ips:.1f}", g=f"{values['loss_g/total']:.3f}",
                                     d=f"{values['loss_d/total']:.3f}")
-                    if self.writer is not None:
-                        for k, v in values.items():
-                            self.writer.add_scalar(k, v, self.step)
-                        self.writer.add_scalar("lr/generator", self.sched_g.get_last_lr()[0],
-                                               self.step)
-                        self.writer.add_scalar("lr/discriminator",
-                                               self.sched_d.get_last_lr()[0], self.step)
-                        self.writer.add_scalar("speed/img_per_s", ips, self.step)
+                    self._log_scalars(values, ips)
                     window_start, window_images = time.monotonic(), 0
                 if self.step % tcfg.sample_every == 0:
                     self.write_samples()
@@ -609,16 +400,6 @@ class Trainer:
             log.info("finished at step %d in %.1f min; checkpoint %s", self.step,
                      summary["minutes"], summary["checkpoint"])
         return summary
-
-
-def _config_diff(a: Any, b: Any, prefix: str = "model") -> list[str]:
-    """Human-readable differences between two nested config containers."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for k in sorted(set(a) | set(b), key=str):
-            out += _config_diff(a.get(k), b.get(k), f"{prefix}.{k}")
-        return out
-    return [] if a == b else [f"{prefix}: checkpoint {a!r}, config {b!r}"]
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:

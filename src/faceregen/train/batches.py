@@ -1,0 +1,105 @@
+"""The trainer's data: the augmented train split and an endless, resumable stream of batches."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader, Dataset
+
+from faceregen.data import FaceDataset
+from faceregen.errors import FaceregenError
+from faceregen.train.distributed import DistInfo
+
+
+def _seed_worker(worker_id: int) -> None:
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def training_set(root: Path, dcfg: DictConfig, seed: int) -> FaceDataset:
+    """The train split with the configured augmentation, as raw uint8 items (see FaceDataset)."""
+    return FaceDataset(root, "train", flip=dcfg.flip, crop=dcfg.crop,
+                       crop_scale=tuple(dcfg.crop_scale), reference=dcfg.reference, seed=seed,
+                       raw=True)
+
+
+class EpochBatches:
+    """An endless stream of batches: a fresh seeded shuffle every epoch, resumable mid-epoch."""
+
+    def __init__(self, dataset: Dataset, batch_size: int, num_workers: int, seed: int,
+                 info: DistInfo, pin_memory: bool):
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.info = info
+        self.pin_memory = pin_memory
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        per_rank = len(dataset) // info.world_size
+        self.batches_per_epoch = per_rank // batch_size
+        if self.batches_per_epoch == 0:
+            raise FaceregenError(
+                f"the training split has {len(dataset)} images, fewer than one batch of "
+                f"{batch_size} per process; lower data.batch_size")
+        self._iterator: Iterator | None = None
+
+    @property
+    def _epoch_seed(self) -> int:
+        """One seed per (run seed, epoch): the epoch's shuffle and its samples' augment seeds."""
+        return self.seed * 100_003 + self.epoch
+
+    def _keys(self) -> list[tuple[int, int]]:
+        """This rank's rest of the epoch as (position, augment seed) keys of the dataset.
+
+        The seed is a function of run seed, epoch and place in the epoch's order, not of the
+        worker that loads it, so a resumed run draws the same flips and crops.
+        """
+        g = torch.Generator().manual_seed(self._epoch_seed)
+        order = torch.randperm(len(self.dataset), generator=g).tolist()
+        per_rank = self.batches_per_epoch * self.batch_size
+        keys = [(position, self._epoch_seed * 1_000_003 + place)
+                for place, position in enumerate(order)]
+        mine = keys[self.info.rank::self.info.world_size][:per_rank]
+        return mine[self.batch_in_epoch * self.batch_size:]
+
+    def _start(self) -> None:
+        g = torch.Generator().manual_seed(
+            self._epoch_seed * 7919 + self.batch_in_epoch + self.info.rank)
+        loader = DataLoader(
+            self.dataset, batch_size=self.batch_size, sampler=self._keys(),
+            num_workers=self.num_workers, pin_memory=self.pin_memory, drop_last=True,
+            worker_init_fn=_seed_worker, generator=g,
+            persistent_workers=False)
+        self._iterator = iter(loader)
+
+    def __next__(self) -> dict[str, torch.Tensor]:
+        if self._iterator is None:
+            self._start()
+        try:
+            batch = next(self._iterator)
+        except StopIteration:
+            self.epoch += 1
+            self.batch_in_epoch = 0
+            self._start()
+            batch = next(self._iterator)
+        self.batch_in_epoch += 1
+        if self.batch_in_epoch >= self.batches_per_epoch:
+            self.epoch += 1
+            self.batch_in_epoch = 0
+            self._iterator = None
+        return batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch = int(state["epoch"])
+        self.batch_in_epoch = int(state["batch_in_epoch"])
+        self._iterator = None

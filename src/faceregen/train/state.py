@@ -1,0 +1,121 @@
+"""Run state besides the networks: learning-rate schedule, EMA, RNG streams, seeds, environment
+record and the stop signal. Everything here is saved in or restored from a checkpoint, or
+written beside it, so that a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import random
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from faceregen import __version__
+
+
+def lr_factor(step: int, max_steps: int, decay_start: float) -> float:
+    """Constant learning rate, then linear decay to 0 from ``decay_start * max_steps``."""
+    start = int(decay_start * max_steps)
+    if step < start:
+        return 1.0
+    return max(0.0, (max_steps - step) / max(1, max_steps - start))
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    for ema_p, p in zip(ema.parameters(), model.parameters()):
+        ema_p.lerp_(p.detach(), 1.0 - decay)
+    for ema_b, b in zip(ema.buffers(), model.buffers()):
+        ema_b.copy_(b)
+
+
+def ema_decay_at(step: int, decay: float) -> float:
+    """Warm the EMA up so that short runs are not dominated by the random initialisation."""
+    return min(decay, (1 + step) / (10 + step))
+
+
+def rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].copy()), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(_as_tuple(state["python"]))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy(), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuple(value: Any) -> Any:
+    """Checkpoints may store tuples as lists; random.setstate wants tuples all the way down."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_as_tuple(v) for v in value)
+    return value
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def write_env(run_dir: Path, world_size: int = 1) -> None:
+    """Record the code version, package versions and process count beside the resolved config."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    import hydra
+    import omegaconf
+    import torchvision
+
+    env = {
+        "faceregen": __version__, "git_commit": commit, "python": platform.python_version(),
+        "torch": torch.__version__, "torchvision": torchvision.__version__,
+        "hydra": hydra.__version__, "omegaconf": omegaconf.__version__,
+        "numpy": np.__version__, "cuda": torch.version.cuda,
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "world_size": world_size,
+    }
+    (run_dir / "env.json").write_text(json.dumps(env, indent=2) + "\n")
+
+
+class StopFlag:
+    """Turns SIGINT/SIGTERM into a request to checkpoint and stop after the current step."""
+
+    def __init__(self) -> None:
+        self.signal_name: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopFlag:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signal_name = signal.Signals(signum).name
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
