@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 import faceregen.config  # noqa: F401  (registers the config schemas)
 from faceregen.checkpoint import save_checkpoint
 from faceregen.errors import FaceregenError
-from faceregen.evaluation import inception, runner
+from faceregen.evaluation import inception, passes, runner, scoring, statistics, train_evaluators
 from faceregen.evaluation.train_evaluators import train_evaluator
 from faceregen.models import build_networks
 
@@ -77,8 +77,8 @@ def small_inception_features(monkeypatch):
     """Keep the first 64 of the 2048 pool3 features: the Inception still runs, but the
     Frechet distance's 2048x2048 sqrtm (about 10 s on two busy cores) is not what these
     tests check (test_metrics covers it)."""
-    full = runner.inception_features
-    monkeypatch.setattr(runner, "inception_features", lambda model, x: full(model, x)[:, :64])
+    full = statistics.inception_features
+    monkeypatch.setattr(statistics, "inception_features", lambda model, x: full(model, x)[:, :64])
 
 
 @pytest.fixture
@@ -96,28 +96,28 @@ def eval_config(eval_data, *overrides: str):
 
 
 def test_swap_pairing_is_a_seeded_derangement():
-    pairing = runner.swap_pairing(50, seed=3)
+    pairing = passes.swap_pairing(50, seed=3)
     assert sorted(pairing) == list(range(50))
     assert all(ref != i for i, ref in enumerate(pairing))
-    assert pairing == runner.swap_pairing(50, seed=3) != runner.swap_pairing(50, seed=4)
-    assert runner.swap_pairing(2, seed=0) == [1, 0]
+    assert pairing == passes.swap_pairing(50, seed=3) != passes.swap_pairing(50, seed=4)
+    assert passes.swap_pairing(2, seed=0) == [1, 0]
     with pytest.raises(FaceregenError):
-        runner.swap_pairing(1, seed=0)
+        passes.swap_pairing(1, seed=0)
 
 
 def test_expected_attributes_take_geometry_from_label_and_appearance_from_reference():
-    groups = runner.AttributeGroups.from_config(
+    groups = scoring.AttributeGroups.from_config(
         ["Bangs", "Smiling"], ["Black_Hair"], classifier_names=["Black_Hair", "Smiling", "Bangs"])
     assert groups.classifier_columns == [2, 1, 0]
     label_attributes, ref_attributes = torch.zeros(1, 40), torch.zeros(1, 40)
-    label_attributes[0, runner.attribute_indices(["Bangs"])] = 1   # label face: bangs
-    ref_attributes[0, runner.attribute_indices(["Smiling", "Black_Hair"])] = 1
+    label_attributes[0, train_evaluators.attribute_indices(["Bangs"])] = 1   # label face: bangs
+    ref_attributes[0, train_evaluators.attribute_indices(["Smiling", "Black_Hair"])] = 1
     expected = groups.expected(label_attributes, ref_attributes)
     assert expected.tolist() == [[True, False, True]]
     with pytest.raises(FaceregenError, match="not trained on"):
-        runner.AttributeGroups.from_config(["Bald"], [], classifier_names=["Bangs"])
+        scoring.AttributeGroups.from_config(["Bald"], [], classifier_names=["Bangs"])
     with pytest.raises(FaceregenError, match="both"):
-        runner.AttributeGroups.from_config(["Bald"], ["Bald"], classifier_names=["Bald"])
+        scoring.AttributeGroups.from_config(["Bald"], ["Bald"], classifier_names=["Bald"])
 
 
 def test_eval_end_to_end_with_baseline_and_auto_trained_evaluators(eval_data, tmp_path,

@@ -20,7 +20,9 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """Values in [-1, 1] (any shape) rounded to uint8 0..255; out-of-range values are clipped."""
+    """Values in [-1, 1] (any shape) rounded to uint8 0..255, clipped; uint8 passes through."""
+    if images.dtype == torch.uint8:
+        return images
     return ((images.detach().float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
 
 

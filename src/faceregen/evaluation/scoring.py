@@ -1,0 +1,128 @@
+"""Per-batch scoring of one row and protocol: attribute accuracy, segmentation, image metrics
+and the features of every distribution distance, summed up in :class:`ProtocolAccumulator`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from faceregen.errors import FaceregenError
+from faceregen.evaluation import metrics
+from faceregen.evaluation.evaluators import Evaluator
+from faceregen.evaluation.statistics import FeatureSpace, RealStatistics, distance_to
+from faceregen.evaluation.train_evaluators import attribute_indices, segmentation_summary
+from faceregen.labels import NUM_CLASSES
+
+
+@dataclass
+class AttributeGroups:
+    """Which classifier outputs are scored, and where each one's expected value comes from."""
+
+    names: list[str]                 # geometry then appearance
+    classifier_columns: list[int]    # position of each name among the classifier's outputs
+    dataset_columns: list[int]       # position among the dataset's 40 attributes
+    from_label: torch.Tensor         # bool per name: geometry (expected from the label's face)
+
+    @classmethod
+    def from_config(cls, geometry: list[str], appearance: list[str],
+                    classifier_names: list[str]) -> AttributeGroups:
+        overlap = sorted(set(geometry) & set(appearance))
+        if overlap:
+            raise FaceregenError(f"attributes {overlap} are in both the geometry and the "
+                                 "appearance list of evaluators")
+        names = list(geometry) + list(appearance)
+        if not names:
+            raise FaceregenError("evaluators.geometry_attributes and appearance_attributes are "
+                                 "both empty")
+        missing = [name for name in names if name not in classifier_names]
+        if missing:
+            raise FaceregenError(f"the attribute classifier was not trained on {missing}; "
+                                 "retrain it with those attributes or drop them from the lists")
+        return cls(names=names,
+                   classifier_columns=[classifier_names.index(n) for n in names],
+                   dataset_columns=attribute_indices(names),
+                   from_label=torch.tensor([True] * len(geometry) + [False] * len(appearance)))
+
+    def expected(self, label_attributes: torch.Tensor, ref_attributes: torch.Tensor
+                 ) -> torch.Tensor:
+        """bool [B, A]: geometry from the label's face, appearance from the reference."""
+        from_label = label_attributes[:, self.dataset_columns] > 0.5
+        from_ref = ref_attributes[:, self.dataset_columns] > 0.5
+        return torch.where(self.from_label, from_label, from_ref)
+
+
+@dataclass
+class ProtocolAccumulator:
+    """Running sums of every metric of one row and protocol, fed batch by batch."""
+
+    groups: AttributeGroups
+    spaces: list[FeatureSpace]
+    with_target: bool
+    confusion: torch.Tensor = field(
+        default_factory=lambda: torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.long))
+    predicted: list[torch.Tensor] = field(default_factory=list)
+    expected: list[torch.Tensor] = field(default_factory=list)
+    features: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    image_scores: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    n: int = 0
+
+    @torch.no_grad()
+    def update(self, images: torch.Tensor, label: torch.Tensor, expected: torch.Tensor,
+               evaluators: dict[str, Evaluator], target: torch.Tensor | None = None) -> None:
+        """images, target: [B,3,H,W] in [-1,1] on the evaluators' device; label: [B,H,W]."""
+        self.n += images.shape[0]
+        prediction = evaluators["parser"].network(images).argmax(1)
+        self.confusion += metrics.confusion_matrix(prediction, label.to(prediction.device),
+                                                   NUM_CLASSES)
+        logits = evaluators["attributes"].network(images)[:, self.groups.classifier_columns]
+        self.predicted.append((logits > 0).cpu())
+        self.expected.append(expected.cpu())
+        for space in self.spaces:
+            if space.extract is not None:
+                for chunk in images.split(space.batch_size):
+                    self.features.setdefault(space.key, []).append(space.extract(chunk))
+        if self.with_target and target is not None:
+            generated01, target01 = metrics.to_unit_range(images), metrics.to_unit_range(target)
+            for name, fn in (("psnr", metrics.psnr), ("ssim", metrics.ssim),
+                             ("l1", metrics.l1_error)):
+                self.image_scores.setdefault(name, []).append(fn(generated01, target01).cpu())
+
+    def result(self, real: dict[str, RealStatistics | None]) -> dict[str, Any]:
+        predicted, expected = torch.cat(self.predicted), torch.cat(self.expected)
+        geometry = self.groups.from_label
+        varying = varying_attributes(expected)
+        counts = metrics.attribute_confusion(predicted, expected)
+        out: dict[str, Any] = {
+            "n_images": self.n,
+            "attribute_accuracy": metrics.attribute_accuracy(counts),
+            "attribute_accuracy_geometry": metrics.attribute_accuracy(
+                metrics.attribute_confusion(predicted[:, geometry], expected[:, geometry])),
+            "attribute_accuracy_appearance": metrics.attribute_accuracy(
+                metrics.attribute_confusion(predicted[:, ~geometry], expected[:, ~geometry])),
+            "attribute_accuracy_varying": metrics.attribute_accuracy(
+                metrics.attribute_confusion(predicted[:, varying], expected[:, varying])),
+            "attribute_counts": counts,
+            "per_attribute_accuracy": dict(zip(
+                self.groups.names, (predicted == expected).double().mean(0).tolist())),
+        }
+        seg = segmentation_summary(self.confusion)
+        out["segmentation_pixel_accuracy"] = seg["pixel_accuracy"]
+        out["segmentation_miou"] = seg["mean_iou"]
+        out["per_class_iou"] = seg["per_class_iou"]
+        for space in self.spaces:
+            if space.unavailable_reason is not None:
+                out[space.key] = "unavailable"
+                out[f"{space.key}_unavailable_reason"] = space.unavailable_reason
+            else:
+                out[space.key] = distance_to(real.get(space.key), self.features.get(space.key))
+        for name, scores in self.image_scores.items():
+            out[name] = torch.cat(scores).mean().item()
+        return out
+
+
+def varying_attributes(expected: torch.Tensor) -> torch.Tensor:
+    """Attributes that take both values among the expected entries (constant ones excluded)."""
+    rate = expected.double().mean(0)
+    return (rate > 0) & (rate < 1)
