@@ -14,6 +14,7 @@ from faceregen.evaluation import cli as evaluation_cli
 from faceregen.evaluation import evaluators, inception
 from faceregen.evaluation.train_evaluators import train_evaluator
 from faceregen.labels import NUM_CLASSES
+from faceregen.models.networks import AttributeClassifier, UNetParser
 
 
 @pytest.fixture
@@ -98,14 +99,14 @@ def test_fid_weights_download_goes_to_the_hub_cache(offline_hub, monkeypatch):
 
 
 def test_parser_shapes_and_bottleneck_features():
-    parser = evaluators.UNetParser(channels=4, depth=3)
+    parser = UNetParser(channels=4, depth=3)
     logits, features = parser(torch.rand(2, 3, 32, 32), return_features=True)
     assert logits.shape == (2, NUM_CLASSES, 32, 32)
     assert features.shape == (2, parser.feature_dim) == (2, 32)
 
 
 def test_attribute_classifier_shapes():
-    classifier = evaluators.AttributeClassifier(num_attributes=5, channels=4, depth=3)
+    classifier = AttributeClassifier(num_attributes=5, channels=4, depth=3)
     logits, segmentation = classifier(torch.rand(3, 3, 32, 32), return_segmentation=True)
     assert logits.shape == (3, 5) and segmentation.shape == (3, NUM_CLASSES, 32, 32)
     assert torch.equal(classifier.eval()(torch.ones(1, 3, 32, 32)),
@@ -115,7 +116,7 @@ def test_attribute_classifier_shapes():
 def test_attribute_classifier_reads_a_part_where_the_trunk_puts_it(monkeypatch):
     """With the trunk's segmentation forced to 'mouth' on one square, the pooled colour of the
     mouth is that square's colour whatever the rest of the image holds."""
-    classifier = evaluators.AttributeClassifier(num_attributes=1, channels=4, depth=2).eval()
+    classifier = AttributeClassifier(num_attributes=1, channels=4, depth=2).eval()
     mouth = 10
     channels = classifier.trunk.head.out_channels
 

@@ -261,7 +261,8 @@ def test_reference_mask_is_predicted_by_the_parser(ckpt, files, tmp_path, monkey
 
 
 def test_reference_mask_from_the_default_parser_path(ckpt, files, tmp_path):
-    from faceregen.evaluation.evaluators import UNetParser, load_evaluator, save_evaluator
+    from faceregen.evaluation.evaluators import load_evaluator, save_evaluator
+    from faceregen.models.networks import UNetParser
 
     architecture = {"channels": 4, "depth": 2}
     data_root = tmp_path / "data" / "synthetic" / f"prepared-{SIZE}"
