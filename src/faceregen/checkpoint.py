@@ -19,6 +19,7 @@ from faceregen.errors import FaceregenError
 from faceregen.utils import atomic_path, torch_load
 
 FORMAT = "faceregen-checkpoint-v1"
+LAST = "last.pt"  # the newest checkpoint of a run, beside the step_XXXXXX.pt files
 
 
 def strip_compile_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -71,11 +72,11 @@ def default_runs_dir() -> Path:
 def find_latest_checkpoint(runs_dir: str | os.PathLike | None = None) -> Path:
     """The newest ``last.pt`` (by modification time) anywhere under the runs folder."""
     runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
-    candidates = sorted(runs_dir.rglob("last.pt"), key=lambda p: p.stat().st_mtime) \
+    candidates = sorted(runs_dir.rglob(LAST), key=lambda p: p.stat().st_mtime) \
         if runs_dir.is_dir() else []
     if not candidates:
         raise FaceregenError(
-            f"no checkpoint found: no last.pt under {runs_dir}/ (train one with "
+            f"no checkpoint found: no {LAST} under {runs_dir}/ (train one with "
             "`faceregen train`, set FACEREGEN_RUNS to your runs folder, or pass --ckpt)")
     return candidates[-1]
 

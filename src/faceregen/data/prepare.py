@@ -37,6 +37,16 @@ MANIFEST_HEADER = ["id", "split", "image", "label", *ATTRIBUTE_NAMES]
 IMAGE_FORMATS = ("png", "jpg")
 
 
+def require_prepared(root: Path, name: str) -> Path:
+    """``root`` if it holds a prepared dataset, else a user error naming ``name`` (the setting
+    or option that gave it)."""
+    root = Path(root)
+    if not (root / MANIFEST).is_file():
+        raise FaceregenError(f"{name}: not a prepared dataset (no {MANIFEST}); run "
+                             "`faceregen data prepare` first")
+    return root
+
+
 @dataclass
 class PrepareResult:
     out: Path

@@ -11,8 +11,6 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from faceregen.errors import FaceregenError
-
 
 def evaluator_defaults() -> DictConfig:
     from faceregen.config import config_dir
@@ -51,12 +49,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> None:
+    from faceregen.data.prepare import require_prepared
+    from faceregen.evaluation.evaluators import default_evaluator_path
     from faceregen.evaluation.train_evaluators import train_from_settings
 
     args = parser().parse_args(argv)
-    if not (args.data / "manifest.csv").is_file():
-        raise FaceregenError(f"{args.data}: not a prepared dataset (no manifest.csv); run "
-                             "`faceregen data prepare` first")
+    require_prepared(args.data, str(args.data))
     defaults = evaluator_defaults()
     kinds = ["parser", "attributes"] if args.kind == "all" else [args.kind]
     for kind in kinds:
@@ -66,8 +64,9 @@ def main(argv: list[str]) -> None:
             given["names"] = [name.strip() for name in args.attributes.split(",")
                               if name.strip()]
         settings = OmegaConf.merge(defaults[kind], drop_unset(given))
-        out_dir = args.out or args.data / "evaluators"
-        train_from_settings(kind, args.data, settings, out_path=out_dir / f"{kind}.pt",
+        out_path = (args.out / f"{kind}.pt" if args.out
+                    else default_evaluator_path(args.data, kind))
+        train_from_settings(kind, args.data, settings, out_path=out_path,
                             device=args.device, seed=args.seed, num_workers=args.num_workers,
                             progress=not args.no_progress)
 

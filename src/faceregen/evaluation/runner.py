@@ -84,10 +84,9 @@ def first_n(dataset: Dataset, n: int | None) -> Dataset:
 def resolve_data_root(cfg: DictConfig, checkpoint_config: DictConfig) -> Path:
     """``data_root`` when given, else the dataset stored in the checkpoint (made if missing)."""
     if cfg.get("data_root"):
-        root = Path(cfg.data_root)
-        if not (root / "manifest.csv").is_file():
-            raise FaceregenError(f"data_root={root}: not a prepared dataset (no manifest.csv)")
-        return root
+        from faceregen.data.prepare import require_prepared
+
+        return require_prepared(Path(cfg.data_root), f"data_root={cfg.data_root}")
     from faceregen.data import ensure_dataset
 
     return Path(ensure_dataset(checkpoint_config.data))

@@ -19,6 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from faceregen.checkpoint import (
+    LAST,
     config_differences,
     load_checkpoint,
     load_state,
@@ -227,7 +228,7 @@ class Trainer:
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         state = self.state_dict()
         save_checkpoint(state, path)
-        save_checkpoint(state, self.ckpt_dir / "last.pt")
+        save_checkpoint(state, self.ckpt_dir / LAST)
         self.saved_step = self.step
         keep = max(1, int(self.cfg.trainer.keep_last))
         for old in sorted(self.ckpt_dir.glob("step_*.pt"))[:-keep]:
@@ -264,7 +265,7 @@ class Trainer:
         if resume in (None, "", "none"):
             return None
         if resume == "auto":
-            last = self.ckpt_dir / "last.pt"
+            last = self.ckpt_dir / LAST
             if last.is_file():
                 return last
             log.info("trainer.resume=auto: no %s yet, starting from scratch", last)
@@ -302,7 +303,7 @@ class Trainer:
         self.writer.add_scalar("speed/img_per_s", images_per_second, self.step)
 
     def _stop_on_nonfinite(self, values: dict[str, float]) -> None:
-        last = self.ckpt_dir / "last.pt"
+        last = self.ckpt_dir / LAST
         where = (f"the last good checkpoint is {last}" if last.is_file()
                  else "no checkpoint was written yet")
         nonfinite = ", ".join(sorted(k for k, v in values.items() if not math.isfinite(v)))
@@ -394,7 +395,7 @@ class Trainer:
         if stopped_by:
             log.info("stopped at step %d by %s; checkpoint %s", self.step, stopped_by, path)
         summary = {"step": self.step, "stopped_by": stopped_by,
-                   "checkpoint": str(self.ckpt_dir / "last.pt"), "losses": last_values,
+                   "checkpoint": str(self.ckpt_dir / LAST), "losses": last_values,
                    "minutes": (time.monotonic() - started) / 60}
         if self.info.is_main:
             log.info("finished at step %d in %.1f min; checkpoint %s", self.step,
