@@ -11,8 +11,8 @@ import torch
 from omegaconf import OmegaConf
 
 from faceregen.data import FaceDataset, ensure_dataset
-from faceregen.data.dataset import image_to_float
 from faceregen.errors import FaceregenError
+from faceregen.images import to_float
 from faceregen.labels import flip_permutation
 
 
@@ -86,9 +86,9 @@ def test_raw_items_are_the_stored_bytes_of_the_same_sample(synthetic_dataset):
     raw = FaceDataset(root, "all", flip=True, crop=True, raw=True)[(4, 7)]
     plain = FaceDataset(root, "all", flip=True, crop=True)[(4, 7)]
     assert raw["image"].dtype == torch.uint8 and raw["label"].dtype == torch.uint8
-    assert torch.equal(image_to_float(raw["image"]), plain["image"])
+    assert torch.equal(to_float(raw["image"]), plain["image"])
     assert torch.equal(raw["label"].long(), plain["label"])
-    assert image_to_float(plain["image"]) is plain["image"]
+    assert to_float(plain["image"]) is plain["image"]
 
 
 def test_random_reference_is_another_face_and_deterministic(synthetic_dataset):

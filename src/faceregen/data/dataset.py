@@ -19,18 +19,12 @@ from torch.utils.data import Dataset
 
 from faceregen.data.prepare import MANIFEST, MANIFEST_HEADER
 from faceregen.errors import FaceregenError
+from faceregen.images import to_float
 from faceregen.labels import NUM_CLASSES, flip_permutation
 
 SPLITS = ("train", "val", "test", "all")
 REFERENCES = ("same", "random")
 FLIP_PERMUTATION = flip_permutation().astype(np.uint8)
-
-
-def image_to_float(image: torch.Tensor) -> torch.Tensor:
-    """uint8 photos (0..255) as float in [-1, 1]; a float tensor passes through unchanged."""
-    if image.dtype != torch.uint8:
-        return image
-    return image.float().div_(127.5).sub_(1.0)
 
 
 def read_manifest(root: Path) -> list[dict]:
@@ -77,7 +71,7 @@ class FaceDataset(Dataset):
     Photos are float in [-1, 1] and label maps int64; ``raw=True`` keeps both as the uint8
     they are stored as, a quarter and an eighth of the bytes that loader workers hand over and
     that travel to the GPU. The trainer reads raw items and converts on the device with
-    `image_to_float`.
+    `faceregen.images.to_float`.
     """
 
     def __init__(self, root: str | os.PathLike, split: str, *, flip: bool = False,
@@ -154,7 +148,7 @@ class FaceDataset(Dataset):
         label_tensor = torch.from_numpy(np.ascontiguousarray(label, dtype=np.uint8))
         if self.raw:
             return image_tensor, label_tensor
-        return image_to_float(image_tensor), label_tensor.long()
+        return to_float(image_tensor), label_tensor.long()
 
     def reference_position(self, position: int) -> int:
         if self.reference == "same" or len(self.rows) == 1:

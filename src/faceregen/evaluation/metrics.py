@@ -137,8 +137,3 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, window_size:
 def l1_error(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean absolute difference per image."""
     return (x.double() - y.double()).abs().flatten(1).mean(1)
-
-
-def to_unit_range(image: torch.Tensor) -> torch.Tensor:
-    """Map images from [-1,1] to [0,1], clamped (what PSNR/SSIM/L1 and FID are computed on)."""
-    return ((image + 1) / 2).clamp(0, 1)

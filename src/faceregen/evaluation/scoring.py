@@ -13,6 +13,7 @@ from faceregen.evaluation import metrics
 from faceregen.evaluation.evaluators import Evaluator
 from faceregen.evaluation.statistics import FeatureSpace, RealStatistics, distance_to
 from faceregen.evaluation.train_evaluators import attribute_indices, segmentation_summary
+from faceregen.images import to_unit_range
 from faceregen.labels import NUM_CLASSES
 
 
@@ -84,7 +85,7 @@ class ProtocolAccumulator:
                 for chunk in images.split(space.batch_size):
                     self.features.setdefault(space.key, []).append(space.extract(chunk))
         if self.with_target and target is not None:
-            generated01, target01 = metrics.to_unit_range(images), metrics.to_unit_range(target)
+            generated01, target01 = to_unit_range(images), to_unit_range(target)
             for name, fn in (("psnr", metrics.psnr), ("ssim", metrics.ssim),
                              ("l1", metrics.l1_error)):
                 self.image_scores.setdefault(name, []).append(fn(generated01, target01).cpu())
