@@ -34,7 +34,7 @@ def all_files(root):
 
 
 def test_merged_labels_equal_part_masks(synthetic_dataset, tmp_path):
-    """At the mask size, prepare's labels are exactly the masks merged in SPEC order."""
+    """At the mask size, prepare's labels are exactly the masks merged in PART_NAMES order."""
     raw, half = synthetic_dataset.raw, synthetic_dataset.photo_size // 2
     out = tmp_path / "prepared"
     prepare(raw, out, size=half, split="index", progress=False)

@@ -1,9 +1,9 @@
 """Label-map I/O shared by every command: index and colour masks, palette snapping, one-hot.
 
-Masks on disk are either index PNGs (mode L/P, values 0..18) or colour PNGs in the SPEC
-palette. Colour masks that went through resampling or JPEG are snapped to the nearest palette
-colour; a mask whose pixels are far from every palette colour is rejected, because silently
-mapping an unknown colour to some class would corrupt training or evaluation.
+Masks on disk are either index PNGs (mode L/P, values 0..18) or colour PNGs in the label
+palette (docs/labels.md). Colour masks that went through resampling or JPEG are snapped to the
+nearest palette colour; a mask whose pixels are far from every palette colour is rejected,
+because silently mapping an unknown colour to some class would corrupt training or evaluation.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
 
 
 def colorize(label: np.ndarray) -> np.ndarray:
-    """H×W label map to an H×W×3 uint8 image in the SPEC palette."""
+    """H×W label map to an H×W×3 uint8 image in the label palette."""
     return PALETTE[np.asarray(label)]
 
 

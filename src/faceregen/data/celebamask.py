@@ -1,4 +1,4 @@
-"""CelebAMask-HQ's raw on-disk layout (SPEC section 3): paths, annotation files, split rules.
+"""CelebAMask-HQ's raw on-disk layout (docs/data.md): paths, annotation files, split rules.
 
 Both the synthetic generator (which writes this layout) and `prepare` (which reads it) use these
 helpers, so the two cannot drift apart.

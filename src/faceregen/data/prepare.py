@@ -3,7 +3,7 @@
 Output under ``out``::
 
     images/{k}.png       photo resized to size² (antialiased LANCZOS); .jpg (q95) on request
-    labels/{k}.png       19-class index map, mode L, part masks merged in SPEC order (nearest)
+    labels/{k}.png       19-class index map, mode L, part masks merged in PART_NAMES order (nearest)
     manifest.csv         id,split,image,label,<40 attributes as -1/1>; written last
     meta.json            size, split scheme, source root, count, skipped faces
 
@@ -82,7 +82,7 @@ def load_part_mask(path: Path) -> np.ndarray:
 
 
 def merge_part_masks(root: Path, k: int, photo_size: tuple[int, int]) -> np.ndarray:
-    """Merge face ``k``'s part masks in SPEC order (later parts overwrite earlier ones).
+    """Merge face ``k``'s part masks in PART_NAMES order (later parts overwrite earlier ones).
 
     All masks of a face must share one size: half the photo size (as in CelebAMask-HQ) or the
     photo size itself (as other tools write them).

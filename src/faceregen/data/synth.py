@@ -1,12 +1,12 @@
-"""Synthetic faces written in CelebAMask-HQ's raw layout (SPEC section 7).
+"""Synthetic faces written in CelebAMask-HQ's raw layout.
 
 Each face is drawn once as a label canvas at a supersampled resolution, back to front in a
 natural depth order (hair behind the head, shoulders, neck, ears, face, features, front hair,
 hat). The photo is rendered from that canvas (shaded, textured regions plus photo-only details
 such as irises and teeth), box-downsampled for antialiased edges and saved as JPEG. Each part
-mask is the part's drawn shape where no part that comes earlier in SPEC merge order was painted
-on top, so merging the part masks in SPEC order gives back exactly the drawn canvas, while the
-masks still overlap the way the real annotations do (the skin mask runs under the eyes).
+mask is the part's drawn shape where no part that comes earlier in the merge order (PART_NAMES)
+was painted on top, so merging the part masks in that order gives back exactly the drawn
+canvas, while the masks still overlap the way the real annotations do (the skin mask runs under the eyes).
 
 A face depends only on (seed, k): the set is the same for any number of workers.
 """
@@ -697,7 +697,7 @@ def part_masks(scene: Scene, mask_size: int) -> tuple[np.ndarray, dict[str, np.n
     """Label map and binary part masks at ``mask_size``, sampled from the same canvas.
 
     A part's mask is its drawn shape minus pixels that ended up under a part earlier in merge
-    order, so merging the masks in SPEC order reproduces the canvas exactly.
+    order, so merging the masks in the merge order reproduces the canvas exactly.
     """
     factor = scene.size // mask_size
     offset = factor // 2

@@ -21,7 +21,7 @@ def gan_loss(preds, target_is_real: bool, mode: str = "lsgan",
     predictions also works). lsgan: mean squared distance to 1 (real) / 0 (fake); bce: logits
     against 1 / 0; hinge: D side mean(relu(1 - pred)) for reals and mean(relu(1 + pred)) for
     fakes, G side -mean(pred). The generator side calls it with ``target_is_real=True``.
-    The discriminator loss of SPEC section 4 is 0.5 * (real + fake), summed by the trainer.
+    The report's discriminator loss is 0.5 * (real + fake), summed by the trainer.
     """
     if mode not in GAN_MODES:
         raise ValueError(f"gan mode must be one of {GAN_MODES}, got {mode!r}")

@@ -1,4 +1,4 @@
-"""Discriminator gradient penalties: WGAN-GP (SPEC default) and R1."""
+"""Discriminator gradient penalties: WGAN-GP (the report's) and R1."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""VGG19 perceptual loss and the lookup of its ImageNet weights (SPEC section 5)."""
+"""VGG19 perceptual loss and the lookup of its ImageNet weights (pix2pixHD's five relu layers)."""
 
 from __future__ import annotations
 

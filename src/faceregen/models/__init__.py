@@ -21,7 +21,7 @@ class Networks:
     discriminator: nn.Module
 
     def generator_parameters(self) -> Iterator[nn.Parameter]:
-        """Generator and style encoder parameters: one optimiser trains both (SPEC section 4)."""
+        """Generator and style encoder parameters: one optimiser trains both."""
         yield from self.generator.parameters()
         if self.style_encoder is not None:
             yield from self.style_encoder.parameters()

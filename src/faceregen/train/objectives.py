@@ -1,4 +1,4 @@
-"""The generator and discriminator objectives of SPEC section 4, as dicts of named terms.
+"""The generator and discriminator objectives of the report, as dicts of named terms.
 
 The dict keys are the TensorBoard tags; the trainer sums the values. Both objectives of a step
 see the networks as they are at the start of the step, as in pix2pixHD, so the discriminator's

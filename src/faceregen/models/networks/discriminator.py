@@ -1,4 +1,4 @@
-"""pix2pixHD multi-scale PatchGAN discriminator (SPEC section 4)."""
+"""pix2pixHD multi-scale PatchGAN discriminator."""
 
 from __future__ import annotations
 

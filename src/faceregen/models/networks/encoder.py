@@ -1,4 +1,4 @@
-"""Spatial-aware style encoder (SFT + AdaIN parameters), SPEC section 4.
+"""Spatial-aware style encoder (SFT + AdaIN parameters), as in the report.
 
 ::
 

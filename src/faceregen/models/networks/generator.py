@@ -1,4 +1,4 @@
-"""pix2pixHD global generator whose residual blocks optionally use AdaIN (SPEC section 4).
+"""pix2pixHD global generator whose residual blocks optionally use AdaIN.
 
 Style-parameter layout (the ``style`` argument of :meth:`GlobalGenerator.forward`, shape
 [B, num_style_params], C = bottleneck channels = ngf * 2**n_downsample)::
