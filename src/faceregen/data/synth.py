@@ -6,7 +6,8 @@ hat). The photo is rendered from that canvas (shaded, textured regions plus phot
 such as irises and teeth), box-downsampled for antialiased edges and saved as JPEG. Each part
 mask is the part's drawn shape where no part that comes earlier in the merge order (PART_NAMES)
 was painted on top, so merging the part masks in that order gives back exactly the drawn
-canvas, while the masks still overlap the way the real annotations do (the skin mask runs under the eyes).
+canvas, while the masks still overlap the way the real annotations do (the skin mask runs under
+the eyes).
 
 A face depends only on (seed, k): the set is the same for any number of workers.
 """
