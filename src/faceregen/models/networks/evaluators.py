@@ -25,9 +25,9 @@ class UNetParser(nn.Module):
     """A light UNet: a full-resolution stem, ``depth`` stride-2 stages (channels doubling),
     and a decoder of nearest-neighbour upsampling, skip concatenation and one conv per level.
 
-    One conv per decoder level keeps training to a couple of minutes on two CPU cores at
-    64 px. The bottleneck (deepest stage), globally average-pooled, is the feature vector of
-    the parser feature distance.
+    One conv per decoder level keeps it cheap enough to train on a CPU. The bottleneck
+    (deepest stage), globally average-pooled, is the feature vector of the parser feature
+    distance.
     """
 
     def __init__(self, num_classes: int = NUM_CLASSES, channels: int = 12, depth: int = 3,
@@ -76,8 +76,7 @@ class AttributeClassifier(nn.Module):
     segmentation loss (``forward(..., return_segmentation=True)``), so the trunk learns where
     the lips, eyes and brows are, and the attributes decided by a few pixels of one part
     (Smiling, Mouth_Slightly_Open, Narrow_Eyes, Big_Lips) become a matter of reading that
-    part. A plain CNN with global pooling learnt those near chance level from the 495 training
-    faces of the earlier 600-face synthetic set (docs/evaluation.md).
+    part, which a globally pooled CNN learns poorly (docs/evaluation.md).
     """
 
     AREA_SCALE = 10.0  # part areas are fractions of the image; this brings them near unit range
