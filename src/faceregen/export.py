@@ -16,6 +16,7 @@ from pathlib import Path
 from faceregen import __version__
 from faceregen.checkpoint import find_latest_checkpoint, load_checkpoint, strip_compile_prefix
 from faceregen.errors import FaceregenError
+from faceregen.models.allowlist import check_stored_config
 from faceregen.regen.model import EXPORT_FORMAT, GENERATOR_PREFIX, STYLE_ENCODER_PREFIX
 from faceregen.utils import atomic_path
 
@@ -34,6 +35,13 @@ def export_checkpoint(ckpt_path: str | os.PathLike, out_path: str | os.PathLike)
     state = load_checkpoint(ckpt_path)
     if state.get("generator_ema") is None:
         raise FaceregenError(f"{ckpt_path}: the checkpoint has no EMA generator weights")
+    if state.get("config") is None:
+        raise FaceregenError(f"{ckpt_path}: the checkpoint has no config")
+    check_stored_config(state["config"], str(ckpt_path))
+    try:
+        config_json = json.dumps(state["config"])
+    except (TypeError, ValueError) as exc:
+        raise FaceregenError(f"{ckpt_path}: the stored config is not plain data ({exc})") from None
     tensors = {}
     groups = [(GENERATOR_PREFIX, state["generator_ema"])]
     if state.get("style_encoder_ema") is not None:
@@ -45,7 +53,7 @@ def export_checkpoint(ckpt_path: str | os.PathLike, out_path: str | os.PathLike)
         "format": EXPORT_FORMAT,
         "faceregen_version": __version__,
         "step": str(int(state["step"])),
-        "config": json.dumps(state["config"]),
+        "config": config_json,
         "source_checkpoint": ckpt_path.name,
     }
     with atomic_path(out_path) as tmp:

@@ -3,7 +3,9 @@
 A training checkpoint (``.pt``, see :mod:`faceregen.checkpoint`) carries everything a run needs
 to resume; an export (``.safetensors``, written by ``faceregen export``) holds only the EMA
 weights and the resolved config as JSON metadata, so it opens without unpickling anything.
-Both rebuild the networks from their stored config and give the same :class:`Regenerator`.
+Both rebuild the networks from their stored config, once it has passed the allowlist of
+:mod:`faceregen.models.allowlist` (a file never chooses what Python runs), and give the same
+:class:`Regenerator`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from faceregen.checkpoint import load_checkpoint, load_state
 from faceregen.errors import FaceregenError
+from faceregen.models.allowlist import check_stored_config
 
 EXPORT_FORMAT = "faceregen-export-v1"
 GENERATOR_PREFIX = "generator."
@@ -65,6 +68,10 @@ def build_regenerator(config: DictConfig, generator_state: dict[str, torch.Tenso
     """Networks from ``config.model`` with the given EMA weights, in eval mode on ``device``."""
     from faceregen.models import build_networks
 
+    size = OmegaConf.select(config, "data.size")
+    if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+        raise FaceregenError(f"{path}: the stored config's data.size is {size!r}, not an image "
+                             "size")
     device = torch.device(device)
     networks = build_networks(config.model)
     load_state(networks.generator, generator_state, "generator", path)
@@ -82,6 +89,10 @@ def load_regenerator(path: str | os.PathLike, device: str | torch.device = "cpu"
     """A Regenerator from a training checkpoint's stored config and EMA weights."""
     path = Path(path)
     state = load_checkpoint(path)
+    for key in ("config", "generator_ema", "step"):
+        if state.get(key) is None:
+            raise FaceregenError(f"{path}: the checkpoint has no {key}")
+    check_stored_config(state["config"], str(path))
     return build_regenerator(OmegaConf.create(state["config"]), state["generator_ema"],
                              state.get("style_encoder_ema"), int(state["step"]), device, path)
 
@@ -111,10 +122,12 @@ def load_exported_regenerator(path: str | os.PathLike,
     path = Path(path)
     metadata, tensors = read_export(path)
     try:
-        config = OmegaConf.create(json.loads(metadata["config"]))
+        stored = json.loads(metadata["config"])
         step = int(metadata.get("step", 0))
     except (KeyError, ValueError) as exc:
         raise FaceregenError(f"{path}: export metadata is damaged ({exc})") from None
+    check_stored_config(stored, str(path))
+    config = OmegaConf.create(stored)
 
     def group(prefix: str) -> dict[str, torch.Tensor] | None:
         found = {name[len(prefix):]: t for name, t in tensors.items() if name.startswith(prefix)}
