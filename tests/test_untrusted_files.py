@@ -179,3 +179,22 @@ def test_a_tensor_in_the_config_is_not_plain_data(good, tmp_path, capsys):
     save_checkpoint(state, tmp_path / "tensor.pt")
     argv = regen_inputs(tmp_path)
     assert "tensor.pt" in expect_user_error(capsys, [*argv, "--ckpt", str(tmp_path / "tensor.pt")])
+
+
+@pytest.mark.parametrize("architecture", [
+    {"channels": 4, "payload": 1},          # not an argument of the network
+    {"channels": {"_target_": "builtins.open"}},
+    ["channels", 4],
+])
+def test_an_evaluator_file_with_a_foreign_architecture_is_refused(tmp_path, architecture):
+    from faceregen.evaluation.evaluators import load_evaluator, save_evaluator
+    from faceregen.models.networks import UNetParser
+
+    path = tmp_path / "parser.pt"
+    save_evaluator(path, "parser", UNetParser(channels=4, depth=1), {"channels": 4, "depth": 1},
+                   image_size=32, data_root=tmp_path, steps=1, metrics={})
+    state = torch.load(path, weights_only=True)
+    state["architecture"] = architecture
+    torch.save(state, path)
+    with pytest.raises(FaceregenError, match="parser.pt: the stored architecture"):
+        load_evaluator(path, "parser")

@@ -88,9 +88,18 @@ def load_evaluator(path: str | Path, kind: str,
             f"train a new one with `faceregen evaluators train` (`faceregen eval` does so itself)")
     if not isinstance(state, dict) or state.get("format") != EVALUATOR_FORMAT:
         raise FaceregenError(f"{path}: not a faceregen evaluator (expected {EVALUATOR_FORMAT})")
-    if state["kind"] != kind:
-        raise FaceregenError(f"{path}: holds a '{state['kind']}' evaluator, not '{kind}'")
-    network = build_evaluator(kind, state["architecture"])
+    if state.get("kind") != kind:
+        raise FaceregenError(f"{path}: holds a '{state.get('kind')}' evaluator, not '{kind}'")
+    architecture = state.get("architecture")
+    plain = (bool, int, float, str, type(None))
+    if not isinstance(architecture, dict) or not all(
+            isinstance(k, str) and isinstance(v, plain) for k, v in architecture.items()):
+        raise FaceregenError(f"{path}: the stored architecture is not a mapping of plain values")
+    try:
+        network = build_evaluator(kind, architecture)
+    except (TypeError, ValueError) as exc:
+        raise FaceregenError(f"{path}: the stored architecture does not fit the {kind} "
+                             f"network ({exc})") from None
     try:
         network.load_state_dict(state["state_dict"])
     except RuntimeError as exc:
