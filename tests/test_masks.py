@@ -93,3 +93,27 @@ def test_one_hot(label):
     assert (encoded.sum(1) == 1).all() and (encoded.argmax(1) == batch).all()
     single = one_hot(batch[0])
     assert single.shape == (NUM_CLASSES, *label.shape) and torch.equal(single, encoded[0])
+
+
+def test_index_mask_saved_as_rgb_or_opaque_la_is_an_index_mask(label, tmp_path):
+    """OpenCV writes index maps as three equal channels; they must not snap to background."""
+    rgb = np.repeat(label[..., None], 3, axis=2)
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "rgb.png"), label)
+    Image.fromarray(np.dstack([rgb, np.full(label.shape, 255, np.uint8)])).save(tmp_path / "a.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "a.png"), label)
+    la = Image.fromarray(label).convert("LA")
+    la.save(tmp_path / "la.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "la.png"), label)
+
+
+def test_ambiguous_grey_masks_are_refused(label, tmp_path):
+    grey = np.repeat((label * 10)[..., None], 3, axis=2)  # grey, values up to 180
+    Image.fromarray(grey).save(tmp_path / "grey.png")
+    with pytest.raises(FaceregenError, match="grey.png.*neither an index mask"):
+        read_mask(tmp_path / "grey.png")
+    alpha = np.full(label.shape, 255, np.uint8)
+    alpha[0, 0] = 0
+    Image.fromarray(np.dstack([label, alpha]), mode="LA").save(tmp_path / "see_through.png")
+    with pytest.raises(FaceregenError, match="see_through.png.*transparent"):
+        read_mask(tmp_path / "see_through.png")

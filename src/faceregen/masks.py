@@ -68,17 +68,26 @@ def _check_color_mask(rgb: np.ndarray, path: Path) -> np.ndarray:
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:
-    """Read an index mask (mode L/P/I, values 0..18) or a colour mask as a uint8 H×W label map.
+    """Read an index mask or a colour mask as a uint8 H×W label map.
 
-    A mode-P file's pixel values are its palette indices; they are taken as class ids when they
-    are all below 19 (index masks saved with the palette attached), else the file is treated as
-    a colour mask.
+    Index masks: mode L/P/I with values 0..18 (a mode-P file's pixel values are its palette
+    indices, taken as class ids when they are all below 19, else it is a colour mask); an
+    opaque LA image; and a three-channel image whose channels are equal and below 19, as
+    OpenCV writes an index map. Such a grey image is never read as a colour mask: every
+    palette colour but background's black has distinct channels, so a grey image with larger
+    values is neither kind and is refused rather than guessed at.
     """
     path = Path(path)
     try:
         with Image.open(path) as img:
             img.load()
             mode = img.mode
+            if mode == "LA":
+                if int(np.asarray(img.getchannel("A")).min()) < 255:
+                    raise FaceregenError(f"{path}: a greyscale mask with transparent pixels; "
+                                         "save the index mask without an alpha channel")
+                img = img.getchannel("L")
+                mode = "L"
             if mode in ("L", "P", "I", "I;16"):
                 values = np.asarray(img)
                 if values.size and int(values.max()) < NUM_CLASSES:
@@ -95,6 +104,13 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
         raise FaceregenError(f"{path}: mask file not found") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise FaceregenError(f"{path}: cannot read mask ({exc})") from None
+    grey = (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()
+    if grey and rgb.size:
+        if int(rgb.max()) < NUM_CLASSES:
+            return np.ascontiguousarray(rgb[..., 0])
+        raise FaceregenError(
+            f"{path}: a grey three-channel image with values up to {int(rgb.max())}: neither "
+            f"an index mask (equal channels, 0..{NUM_CLASSES - 1}) nor a colour mask")
     return _check_color_mask(rgb, path)
 
 
