@@ -334,6 +334,28 @@ def test_unknown_part_names_list_the_valid_ones(ckpt, files, capsys):
 # ----------------------------------------------------------------------------- folder mode
 
 
+def test_folder_mode_into_the_mask_folder_never_overwrites_an_input(ckpt, tmp_path, capsys):
+    """masks/a.png's output masks/a_regen.png is itself an input mask of the same job set."""
+    masks, refs = tmp_path / "masks", tmp_path / "refs"
+    masks.mkdir()
+    refs.mkdir()
+    label = face_label()
+    for stem in ("a", "a_regen"):
+        save_index(label, masks / f"{stem}.png")
+        Image.fromarray(face_photo(label)).save(refs / f"{stem}.png")
+    before = (masks / "a_regen.png").read_bytes()
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("mask,ref,ref_mask\n" + "".join(
+        f"masks/{stem}.png,refs/{stem}.png,masks/{stem}.png\n" for stem in ("a", "a_regen")))
+    for mode in (["--pairs", pairs],
+                 ["--mask-dir", masks, "--ref-dir", refs, "--ref-mask-dir", masks]):
+        with pytest.raises(SystemExit) as excinfo:
+            run_cli(*mode, "--out-dir", masks, "--ckpt", ckpt)
+        assert excinfo.value.code == 2
+        assert "a_regen.png: output would overwrite an input file" in capsys.readouterr().err
+        assert (masks / "a_regen.png").read_bytes() == before
+
+
 def test_folder_mode_continues_past_a_bad_pair(ckpt, tmp_path, capsys):
     masks, refs, out_dir = tmp_path / "masks", tmp_path / "refs", tmp_path / "out"
     masks.mkdir()

@@ -15,11 +15,11 @@ from faceregen.regen.generate import generate_prepared
 from faceregen.regen.inputs import read_label_map
 from faceregen.regen.jobs import (
     Job,
-    check_output_path,
-    compare_path,
+    check_outputs,
     jobs_from_folders,
     jobs_from_pairs_file,
     prepare_job,
+    protected_paths,
     read_job,
     run_jobs,
     write_result,
@@ -91,11 +91,10 @@ def main(argv: list[str]) -> None:
 
     if not folder_mode:
         out = args.out or args.mask.with_name(f"{args.mask.stem}_regen.png")
-        inputs = [args.mask, args.ref, args.ref_mask, args.edit_from]
-        check_output_path(out, inputs)
-        if args.compare:
-            check_output_path(compare_path(out), inputs)
-        loaded = read_job(Job(args.mask, args.ref, args.ref_mask, out), edit)
+        job = Job(args.mask, args.ref, args.ref_mask, out)
+        check_outputs(job, protected_paths([args.mask, args.ref, args.ref_mask, args.edit_from]),
+                      args.compare)
+        loaded = read_job(job, edit)
         regenerator = load_model(args.ckpt or find_latest_checkpoint(), device)
         reference_masks = ReferenceMasks(regenerator, args.parser, device)
         pair = prepare_job(loaded, regenerator, reference_masks)
@@ -114,11 +113,14 @@ def main(argv: list[str]) -> None:
     else:
         jobs, failures = jobs_from_folders(args.mask_dir, args.ref_dir, args.ref_mask_dir,
                                            args.out_dir)
+    protected = protected_paths(
+        [path for job in jobs for path in (job.mask, job.ref, job.ref_mask)] + [args.edit_from],
+        [args.mask_dir, args.ref_dir, args.ref_mask_dir])
     args.out_dir.mkdir(exist_ok=True)
     regenerator = load_model(args.ckpt or find_latest_checkpoint(), device)
     reference_masks = ReferenceMasks(regenerator, args.parser, device)
     written, job_failures = run_jobs(jobs, regenerator, reference_masks, edit, args.batch_size,
-                                     args.compare, progress=True)
+                                     args.compare, progress=True, protected=protected)
     failures += job_failures
     print(f"wrote {written} face(s) to {args.out_dir}")
     if failures:

@@ -7,7 +7,7 @@ fails is recorded and the rest go on. Outputs are written atomically and never o
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,15 +46,35 @@ def compare_path(out_path: Path) -> Path:
     return out_path.with_name(f"{out_path.stem}_compare.png")
 
 
-def check_output_path(out_path: Path, inputs: Sequence[Path | None]) -> None:
-    """Refuse outputs that would overwrite an input or land in a missing folder."""
+def protected_paths(paths: Iterable[Path | None], folders: Iterable[Path | None] = ()
+                    ) -> set[Path]:
+    """Every input of a job set, resolved: the given files and every file in the folders.
+
+    Outputs are checked against all of them, not only against their own pair's inputs, so
+    an output folder that is also an input folder never loses a file.
+    """
+    protected = {path.resolve() for path in paths if path is not None}
+    for folder in folders:
+        if folder is not None and folder.is_dir():
+            protected.update(path.resolve() for path in folder.iterdir() if path.is_file())
+    return protected
+
+
+def check_output_path(out_path: Path, protected: Collection[Path]) -> None:
+    """Refuse outputs that would overwrite an input (``protected``, resolved paths) or land in
+    a missing folder."""
     if out_path.suffix.lower() not in Image.registered_extensions():
         raise FaceregenError(f"{out_path}: unknown image format '{out_path.suffix}' for output")
     if not out_path.parent.is_dir():
         raise FaceregenError(f"{out_path}: output folder {out_path.parent} does not exist")
-    for path in inputs:
-        if path is not None and path.resolve() == out_path.resolve():
-            raise FaceregenError(f"{out_path}: output would overwrite an input file")
+    if out_path.resolve() in protected:
+        raise FaceregenError(f"{out_path}: output would overwrite an input file")
+
+
+def check_outputs(job: Job, protected: Collection[Path], compare: bool) -> None:
+    check_output_path(job.out, protected)
+    if compare:
+        check_output_path(compare_path(job.out), protected)
 
 
 @dataclass
@@ -177,10 +197,12 @@ def batched(items: Sequence, batch_size: int) -> Iterator[Sequence]:
 
 
 def run_jobs(jobs: Sequence[Job], regenerator, reference_masks: ReferenceMasks, edit,
-             batch_size: int, compare: bool, progress: bool) -> tuple[int, list[tuple[str, str]]]:
+             batch_size: int, compare: bool, progress: bool,
+             protected: Collection[Path]) -> tuple[int, list[tuple[str, str]]]:
     """Regenerate every job in batches; a job that fails is recorded and the rest go on.
 
-    Returns the number of faces written and (mask, reason) for each failed job.
+    No output is written over a path in ``protected`` (see :func:`protected_paths`). Returns
+    the number of faces written and (mask, reason) for each failed job.
     """
     from tqdm import tqdm
 
@@ -190,7 +212,7 @@ def run_jobs(jobs: Sequence[Job], regenerator, reference_masks: ReferenceMasks, 
             ready = []
             for job in chunk:
                 try:
-                    check_output_path(job.out, [job.mask, job.ref, job.ref_mask])
+                    check_outputs(job, protected, compare)
                     loaded = read_job(job, edit)
                     ready.append((loaded, prepare_job(loaded, regenerator, reference_masks)))
                 except FaceregenError as exc:
