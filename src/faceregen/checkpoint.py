@@ -81,6 +81,32 @@ def find_latest_checkpoint(runs_dir: str | os.PathLike | None = None) -> Path:
     return candidates[-1]
 
 
+def newest_checkpoint(ckpt_dir: str | os.PathLike) -> Path | None:
+    """The checkpoint of a run folder with the highest step: ``last.pt`` or a ``step_*.pt``.
+
+    Normally they hold the same state; after a kill between writing ``step_N.pt`` and
+    ``last.pt``, the step file is newer. Files are written atomically, so every file here is
+    complete; one that still does not load is skipped with a warning.
+    """
+    import logging
+
+    ckpt_dir = Path(ckpt_dir)
+    best: tuple[int, int, Path] | None = None
+    for path in [*ckpt_dir.glob("step_*.pt"), ckpt_dir / LAST]:
+        if not path.is_file():
+            continue
+        try:  # mmap: the step without reading the tensors
+            step = int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["step"])
+        except Exception as exc:  # any unreadable file is passed over, as torch_load would
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            logging.getLogger(__name__).warning("skipping %s: not a loadable checkpoint (%s)",
+                                                path, reason)
+            continue
+        key = (step, path.name == LAST, path)  # at equal steps, last.pt
+        best = key if best is None or key[:2] > best[:2] else best
+    return None if best is None else best[2]
+
+
 def config_differences(stored: Any, current: Any, prefix: str) -> list[str]:
     """Human-readable differences between a stored and the current nested config container."""
     if isinstance(stored, dict) and isinstance(current, dict):

@@ -67,7 +67,18 @@ def _hydra_app(config_name: str, task: str, argv: list[str]) -> None:
 
 
 def train_main(argv: list[str]) -> None:
-    _hydra_app("train", "faceregen.train.trainer:train", argv)
+    _hydra_app("train", "faceregen.cli:run_training", argv)
+
+
+def run_training(cfg, run_dir: Path) -> None:
+    """The train app's task. A run stopped by SIGINT or SIGTERM has saved a checkpoint and
+    exits with 128 + the signal's number (130, 143), as a killed program would, so that a
+    scheduler or `train && eval` does not take it for a finished one."""
+    from faceregen.train.trainer import train
+
+    summary = train(cfg, run_dir)
+    if summary["exit_code"]:
+        sys.exit(summary["exit_code"])
 
 
 def eval_main(argv: list[str]) -> None:

@@ -8,23 +8,70 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+TEMPORARY_MARK = ".tmp"
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds.
 
-    A crash or exception part-way leaves whatever was at ``path`` before untouched.
+    A crash or exception part-way leaves whatever was at ``path`` before untouched. The file
+    gets the permissions any new file would (0666 less the umask), not the temporary file's
+    0600, so that teammates can read a shared dataset or checkpoint. The temporary name holds
+    the writer's pid, so that :func:`remove_stale_temporaries` can tell an abandoned one.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix,
-                               dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.",
+                               suffix=TEMPORARY_MARK + path.suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~current_umask())
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files of :func:`atomic_path` in ``folder`` whose writer is dead.
+
+    A killed process leaves its temporary file behind; the next run in the same folder calls
+    this. A temporary of a process that is still running is left alone. Returns what it removed.
+    """
+    folder = Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for path in folder.glob(".*" + TEMPORARY_MARK + "*"):
+        # .<name>.<pid>.<random>.tmp<suffix>
+        parts = path.name[:path.name.rindex(TEMPORARY_MARK)].rsplit(".", 2)
+        if len(parts) != 3 or not parts[1].isdigit() or _process_alive(int(parts[1])):
+            continue
+        try:
+            path.unlink()
+        except OSError:
+            continue
+        removed.append(path)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def resolve_device(name: str = "auto"):

@@ -6,6 +6,8 @@ written beside it, so that a resumed run continues exactly.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import platform
 import random
 import signal
@@ -103,6 +105,7 @@ class StopFlag:
 
     def __init__(self) -> None:
         self.signal_name: str | None = None
+        self.signal_number: int | None = None
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopFlag:
@@ -115,7 +118,60 @@ class StopFlag:
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.signal_name = signal.Signals(signum).name
+        self.signal_number = int(signum)
 
     def __exit__(self, *exc: Any) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+class RunDirectoryLock:
+    """One training per run directory: an exclusive ``flock`` on ``<run dir>/.lock``.
+
+    The kernel drops the lock when its process dies, however it dies, so a lock file left by a
+    dead run is simply taken over (with a message naming the run that left it). A second live
+    training on the same directory is refused instead of overwriting the first one's
+    checkpoints.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / ".lock"
+        self._handle = None
+
+    def acquire(self) -> None:
+        import fcntl
+        import socket
+
+        from faceregen.errors import FaceregenError
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise FaceregenError(
+                f"{self.path.parent}: another training ({holder}) is running in this run "
+                "directory; wait for it, stop it, or give this run its own hydra.run.dir"
+            ) from None
+        handle.seek(0)
+        previous = handle.read().strip()
+        if previous:
+            logging.getLogger("faceregen.train").info(
+                "taking over the run directory lock left by %s, which is no longer running",
+                previous)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is None:
+            return
+        self._handle.seek(0)
+        self._handle.truncate()
+        self._handle.close()  # closing the file drops the flock
+        self._handle = None

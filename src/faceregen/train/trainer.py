@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from faceregen.checkpoint import (
     config_differences,
     load_checkpoint,
     load_state,
+    newest_checkpoint,
     save_checkpoint,
 )
 from faceregen.data import FaceDataset, ensure_dataset
@@ -34,6 +36,7 @@ from faceregen.train import distributed as dist_utils
 from faceregen.train.batches import EpochBatches, training_set
 from faceregen.train.objectives import compile_for_shared_pass
 from faceregen.train.state import (
+    RunDirectoryLock,
     StopFlag,
     ema_decay_at,
     lr_factor,
@@ -45,7 +48,7 @@ from faceregen.train.state import (
 )
 from faceregen.train.step import StepModules, adversarial_step, autocast_for
 from faceregen.train.visualize import sample_grid, save_png
-from faceregen.utils import autocast_dtype, resolve_device
+from faceregen.utils import autocast_dtype, remove_stale_temporaries, resolve_device
 
 log = logging.getLogger("faceregen.train")
 
@@ -125,6 +128,7 @@ class Trainer:
         self.step = 0
         self.saved_step = -1
         self.ckpt_dir = self.run_dir / "checkpoints"
+        self.lock = RunDirectoryLock(self.run_dir)
         self.writer = None
 
     # ----------------------------------------------------------------- construction helpers
@@ -265,11 +269,11 @@ class Trainer:
         if resume in (None, "", "none"):
             return None
         if resume == "auto":
-            last = self.ckpt_dir / LAST
-            if last.is_file():
-                return last
-            log.info("trainer.resume=auto: no %s yet, starting from scratch", last)
-            return None
+            newest = newest_checkpoint(self.ckpt_dir)
+            if newest is None:
+                log.info("trainer.resume=auto: no checkpoint in %s yet, starting from scratch",
+                         self.ckpt_dir)
+            return newest
         path = Path(resume)
         if not path.is_file():
             raise FaceregenError(f"{path}: trainer.resume points to a file that does not exist")
@@ -321,6 +325,7 @@ class Trainer:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+        self.lock.release()
 
     # ----------------------------------------------------------------- the loop
 
@@ -335,7 +340,10 @@ class Trainer:
         """
         tcfg = self.cfg.trainer
         if self.info.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.lock.acquire()
+            for folder in (self.run_dir, self.ckpt_dir, self.run_dir / "samples"):
+                for path in remove_stale_temporaries(folder):
+                    log.info("removed %s, left by a run that was killed while writing", path)
             write_env(self.run_dir, self.info.world_size)
             log.info("training %s on %s: %d process(es), batch %d per process, %d steps",
                      self.cfg.model.name, self.device, self.info.world_size,
@@ -356,7 +364,7 @@ class Trainer:
         window_start, window_images = time.monotonic(), 0
         global_batch = self.cfg.data.batch_size * self.info.world_size
         last_values: dict[str, float] = {}
-        stopped_by = None
+        stopped_by, signal_number = None, None
         with StopFlag() as stop:
             while self.step < tcfg.max_steps:
                 values = self.train_step(next(self.batches))
@@ -381,6 +389,7 @@ class Trainer:
                                and time.monotonic() - started > 60 * tcfg.max_minutes)
                 if dist_utils.any_rank(stop.signal_name is not None, self.device, self.info):
                     stopped_by = stop.signal_name or "signal on another rank"
+                    signal_number = stop.signal_number or signal.SIGTERM
                 elif out_of_time:
                     stopped_by = f"time budget of {tcfg.max_minutes} min"
                 if stopped_by:
@@ -395,6 +404,7 @@ class Trainer:
         if stopped_by:
             log.info("stopped at step %d by %s; checkpoint %s", self.step, stopped_by, path)
         summary = {"step": self.step, "stopped_by": stopped_by,
+                   "exit_code": 128 + int(signal_number) if signal_number else 0,
                    "checkpoint": str(self.ckpt_dir / LAST), "losses": last_values,
                    "minutes": (time.monotonic() - started) / 60}
         if self.info.is_main:
