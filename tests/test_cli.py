@@ -64,8 +64,9 @@ def experiment_names() -> list[str]:
 
 @pytest.mark.parametrize("experiment", experiment_names())
 def test_every_experiment_composes(experiment, hydra_configs):
-    cfg = compose(config_name="train", overrides=[f"+experiment={experiment}"])
-    assert cfg.experiment_name == experiment
+    cfg = compose(config_name="train", overrides=[f"+experiment={experiment}"],
+                  return_hydra_config=True)
+    assert f"/train/{experiment}/" in cfg.hydra.run.dir
     assert cfg.model.generator._target_.endswith("GlobalGenerator")
     assert cfg.data.size % 2 ** cfg.model.generator.n_downsample == 0
 
@@ -125,5 +126,5 @@ def test_console_script_finds_configs_outside_the_checkout(tmp_path):
                            "+experiment=celebamask"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "experiment_name: celebamask" in proc.stdout
+    assert "name: celebamask" in proc.stdout
     assert not any(tmp_path.iterdir()), "--cfg job must not create a run directory"
