@@ -98,6 +98,9 @@ def test_command_line_overrides_win_over_the_experiment(hydra_configs):
     ("trainer.max_steps=abc", "max_steps"),
     ("trainer.max_step=3", "max_step"),
     ("data.sizee=3", "sizee"),
+    ("model.generator.ngff=3", "ngff"),
+    ("loss.lambda_vgg=abc", "lambda_vgg"),
+    ("optim.generator.lrr=1", "lrr"),
 ])
 def test_schema_rejects_bad_values(override, fragment, hydra_configs):
     with pytest.raises(Exception, match=fragment):
