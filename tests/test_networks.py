@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_module
 from hydra.errors import ConfigCompositionException
 from torch import nn
 
@@ -263,23 +262,14 @@ def test_discriminator_scales_and_features(height, width):
 
 # --- build_networks from the composed configs ---------------------------------------------------
 
-SMALL = ["model.generator.ngf=8", "model.generator.n_downsample=2", "model.generator.n_blocks=1",
-         "model.discriminator.ndf=8", "model.discriminator.num_D=2"]
-
-
-def compose_train(overrides):
-    with initialize_config_module(version_base="1.3", config_module="faceregen.configs"):
-        return compose(config_name="train", overrides=overrides)
-
-
 @pytest.mark.parametrize("extra,styled", [
     ([], True),
     (["+experiment=synthetic_baseline"], False),
     (["model.generator.upsample=resize", "model.style_encoder.sft_mode=report",
       "model.style_encoder.second_conv_skip=false"], True),
 ])
-def test_build_networks_from_composed_config(extra, styled):
-    cfg = compose_train(extra + SMALL)
+def test_build_networks_from_composed_config(extra, styled, tiny_cfg):
+    cfg = tiny_cfg(*extra)
     nets = build_networks(cfg.model)
     assert isinstance(nets, Networks)
     assert isinstance(nets.generator, GlobalGenerator)
@@ -297,7 +287,7 @@ def test_build_networks_from_composed_config(extra, styled):
     assert sum(p.numel() for p in nets.generator_parameters()) == expected
 
 
-def test_use_style_is_not_a_second_switch():
+def test_use_style_is_not_a_second_switch(tiny_cfg):
     """The generator uses AdaIN exactly when model.style_encoder is set; the old key is refused."""
     with pytest.raises(ConfigCompositionException, match="use_style"):
-        compose_train(SMALL + ["model.generator.use_style=false"])
+        tiny_cfg("model.generator.use_style=false")
