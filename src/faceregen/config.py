@@ -6,8 +6,8 @@ option's defaults list) so that a misspelt key or a value of the wrong type
 
 One source per value: a field with a default here is not repeated in the YAML files; a field
 that every option sets is required (``???``). The ``model`` and ``optim`` nodes are
-``_target_`` nodes for ``hydra.utils.instantiate``; their fields are the constructors'
-arguments, none of which has a default in the constructor.
+``_target_`` nodes for ``hydra.utils.instantiate`` whose fields are the constructors'
+arguments; the networks' constructors have no defaults of their own for them.
 """
 
 from __future__ import annotations
