@@ -113,7 +113,7 @@ def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: 
         g_params=g_params, d_params=d_params, run_generator=generate, run_discriminator=d,
         scaler=torch.amp.GradScaler("cuda", enabled=dtype is torch.float16))
 
-    b, s, c = cfg.data.batch_size, cfg.data.size, cfg.data.label_classes
+    b, s, c = cfg.data.batch_size, cfg.data.size, cfg.model.generator.label_classes
     label = torch.randint(0, c, (b, s, s), device=device)
     label_oh = torch.zeros(b, c, s, s, device=device).scatter_(1, label[:, None], 1.0)
     label_oh = label_oh.contiguous(memory_format=fmt)
@@ -204,7 +204,7 @@ def bench_regen(cfg: DictConfig, device: torch.device, steps: int, warmup: int) 
         cfg, 0, device)
     rng = np.random.default_rng(0)
     s = cfg.data.size
-    mask = rng.integers(0, cfg.data.label_classes, (s, s), dtype=np.uint8)
+    mask = rng.integers(0, cfg.model.generator.label_classes, (s, s), dtype=np.uint8)
     photo = rng.integers(0, 256, (s, s, 3), dtype=np.uint8)
     times = []
     for i in range(warmup + steps):

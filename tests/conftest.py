@@ -2,9 +2,68 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
+
+import faceregen.config  # noqa: F401  (registers the config schemas)
+
+# The tests' training setup: the tiny networks and a few CPU steps (configs/model/size/tiny.yaml,
+# configs/trainer/smoke.yaml) on a 24-face synthetic set at 32 px, without the VGG term (a
+# VGG19 would dominate the run time) and with the penalty on every step.
+TINY_OVERRIDES = (
+    "model/size=tiny", "trainer=smoke", "logger.enabled=false",
+    "data.size=32", "data.synth_size=64", "data.synth_num=24", "data.batch_size=4",
+    "data.num_workers=0", "loss.lambda_vgg=0", "loss.gp_every=1",
+)
+
+
+def compose_config(name: str, overrides: list[str]) -> DictConfig:
+    """Compose configs/<name>.yaml as the Hydra app would (no run directory is made)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_module(version_base="1.3", config_module="faceregen.configs"):
+        return compose(config_name=name, overrides=overrides)
+
+
+def compose_tiny(*overrides: str, data_dir: Path | str | None = None) -> DictConfig:
+    """The `train` config with TINY_OVERRIDES, then ``paths.data=data_dir`` and ``overrides``."""
+    data = [] if data_dir is None else [f"paths.data={data_dir}"]
+    return compose_config("train", [*TINY_OVERRIDES, *data, *overrides])
+
+
+# `faceregen eval` on a tiny checkpoint: tiny evaluators, 4 train images, a random-weight
+# Inception (tests only), on the CPU.
+TINY_EVAL_OVERRIDES = (
+    "evaluators=tiny", "device=cpu", "num_workers=0", "batch_size=4", "split=train",
+    "max_images=4", "num_examples=2", "fid.weights=random", "gt_reference=train",
+)
+
+
+def compose_tiny_eval(*overrides: str) -> DictConfig:
+    """The `eval` config with TINY_EVAL_OVERRIDES, then ``overrides`` (``ckpt=...`` among them)."""
+    return compose_config("eval", [*TINY_EVAL_OVERRIDES, *overrides])
+
+
+@pytest.fixture(scope="session")
+def tiny_cfg():
+    """``tiny_cfg(*overrides, data_dir=None)``: the tiny training config (compose_tiny)."""
+    return compose_tiny
+
+
+@pytest.fixture(scope="session")
+def tiny_eval_cfg():
+    """``tiny_eval_cfg(*overrides)``: the tiny eval config (compose_tiny_eval)."""
+    return compose_tiny_eval
+
+
+@pytest.fixture(scope="session")
+def tiny_overrides() -> list[str]:
+    """TINY_OVERRIDES as command-line arguments, for `faceregen train` in a subprocess."""
+    return list(TINY_OVERRIDES)
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,7 @@ from hydra.core.global_hydra import GlobalHydra
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench.py"
 TINY_FLAGS = ["--size", "32", "--batch", "2", "--ngf", "8", "--n-downsample", "2", "--num-d", "1",
               "--steps", "1"]
-TINY_OVERRIDES = ["model.generator.n_blocks=1", "model.discriminator.ndf=8",
-                  "model.discriminator.n_layers=2"]
+TINY_OVERRIDES = ["model/size=tiny"]  # the tiny networks; the flags above come on top
 TINY = [*TINY_FLAGS, "--warmup", "0", *TINY_OVERRIDES]
 
 

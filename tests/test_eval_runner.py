@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 import faceregen.config  # noqa: F401  (registers the config schemas)
@@ -19,30 +17,9 @@ from faceregen.evaluation import inception, passes, runner, scoring, statistics,
 from faceregen.evaluation.train_evaluators import train_evaluator
 from faceregen.models import build_networks
 
-TINY_MODEL = [
-    "model.generator.ngf=8", "model.generator.n_downsample=2", "model.generator.n_blocks=1",
-    "model.discriminator.ndf=8", "model.discriminator.n_layers=2", "model.discriminator.num_D=1",
-]
-TINY_EVAL = [
-    "device=cpu", "num_workers=0", "batch_size=4", "split=train", "max_images=4",
-    "num_examples=2", "fid.weights=random", "gt_reference=train",
-    "evaluators.parser.steps=2", "evaluators.attributes.steps=2",
-    "evaluators.parser.batch_size=4", "evaluators.attributes.batch_size=4",
-    "evaluators.parser.architecture.channels=4", "evaluators.parser.architecture.depth=2",
-    "evaluators.attributes.architecture.channels=4", "evaluators.attributes.architecture.depth=2",
-]
 
-
-def compose_config(name: str, overrides: list[str]):
-    GlobalHydra.instance().clear()
-    with initialize_config_module(version_base="1.3", config_module="faceregen.configs"):
-        return compose(config_name=name, overrides=overrides)
-
-
-def tiny_checkpoint(path: Path, data_root: Path, model: str) -> Path:
+def tiny_checkpoint(path: Path, cfg) -> Path:
     """An untrained checkpoint in the trainer's layout (EMA weights are what eval loads)."""
-    cfg = compose_config("train", [f"model={model}", f"data.root={data_root}", "data.size=32",
-                                   *TINY_MODEL])
     torch.manual_seed(0)
     nets = build_networks(cfg.model)
     encoder = nets.style_encoder
@@ -57,7 +34,7 @@ def tiny_checkpoint(path: Path, data_root: Path, model: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def eval_data(synthetic_dataset, tmp_path_factory):
+def eval_data(synthetic_dataset, tmp_path_factory, tiny_cfg):
     """A copy of the tiny prepared set with tiny evaluators, and two tiny checkpoints."""
     base = tmp_path_factory.mktemp("eval")
     root = base / "prepared"
@@ -67,8 +44,10 @@ def eval_data(synthetic_dataset, tmp_path_factory):
                         architecture={"channels": 4, "depth": 2}, device="cpu", progress=False)
     return {
         "root": root,
-        "model": tiny_checkpoint(base / "model.pt", root, "style_pix2pixhd"),
-        "baseline": tiny_checkpoint(base / "baseline.pt", root, "pix2pixhd"),
+        "model": tiny_checkpoint(base / "model.pt",
+                                 tiny_cfg("model=style_pix2pixhd", f"data.root={root}")),
+        "baseline": tiny_checkpoint(base / "baseline.pt",
+                                    tiny_cfg("model=pix2pixhd", f"data.root={root}")),
     }
 
 
@@ -91,8 +70,10 @@ def offline_hub(tmp_path, monkeypatch):
     monkeypatch.setattr(inception, "download_weights", no_download)
 
 
-def eval_config(eval_data, *overrides: str):
-    return compose_config("eval", [f"ckpt={eval_data['model']}", *TINY_EVAL, *overrides])
+@pytest.fixture
+def eval_config(eval_data, tiny_eval_cfg):
+    """``eval_config(*overrides)``: the tiny eval config on the style model's checkpoint."""
+    return lambda *overrides: tiny_eval_cfg(f"ckpt={eval_data['model']}", *overrides)
 
 
 def test_swap_pairing_is_a_seeded_derangement():
@@ -121,8 +102,8 @@ def test_expected_attributes_take_geometry_from_label_and_appearance_from_refere
 
 
 def test_eval_end_to_end_with_baseline_and_auto_trained_evaluators(eval_data, tmp_path,
-                                                                   capsys):
-    cfg = eval_config(eval_data, f"baseline_ckpt={eval_data['baseline']}",
+                                                                   capsys, eval_config):
+    cfg = eval_config(f"baseline_ckpt={eval_data['baseline']}",
                       f"evaluators.parser_path={tmp_path / 'nets' / 'parser.pt'}",
                       f"evaluators.attributes_path={tmp_path / 'nets' / 'attributes.pt'}")
     result = runner.evaluate(cfg, tmp_path / "run", progress=False)
@@ -165,8 +146,9 @@ def test_eval_end_to_end_with_baseline_and_auto_trained_evaluators(eval_data, tm
     assert list((eval_data["root"] / "fid_stats").glob("train_32px_n4_parser-*.npz"))
 
 
-def test_missing_inception_weights_make_fid_unavailable(eval_data, tmp_path, offline_hub):
-    cfg = eval_config(eval_data, "fid.weights=pytorch_fid", "gt_reference=null")
+def test_missing_inception_weights_make_fid_unavailable(eval_data, tmp_path, offline_hub,
+                                                        eval_config):
+    cfg = eval_config("fid.weights=pytorch_fid", "gt_reference=null")
     runner.evaluate(cfg, tmp_path, progress=False)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["fid"]["status"] == "unavailable" and "hub cache" in saved["fid"]["reason"]
@@ -177,14 +159,14 @@ def test_missing_inception_weights_make_fid_unavailable(eval_data, tmp_path, off
     assert "unavailable" in (tmp_path / "table.md").read_text()
 
 
-def test_auto_train_off_names_the_command(eval_data, tmp_path):
-    cfg = eval_config(eval_data, "evaluators.auto_train=false",
+def test_auto_train_off_names_the_command(eval_data, tmp_path, eval_config):
+    cfg = eval_config("evaluators.auto_train=false",
                       f"evaluators.parser_path={tmp_path / 'missing' / 'parser.pt'}")
     with pytest.raises(FaceregenError, match="faceregen evaluators train --kind parser"):
         runner.evaluate(cfg, tmp_path / "run", progress=False)
 
 
-def test_data_root_override_must_be_prepared(eval_data, tmp_path):
+def test_data_root_override_must_be_prepared(eval_data, tmp_path, eval_config):
     with pytest.raises(FaceregenError, match="not a prepared dataset"):
-        runner.evaluate(eval_config(eval_data, f"data_root={tmp_path}"), tmp_path / "run",
+        runner.evaluate(eval_config(f"data_root={tmp_path}"), tmp_path / "run",
                         progress=False)

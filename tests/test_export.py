@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 from PIL import Image
 from safetensors import safe_open
@@ -22,13 +21,8 @@ from faceregen.regen import load_regenerator
 from faceregen.regen.model import EXPORT_FORMAT
 
 
-def write_tiny_checkpoint(path, model: str):
+def write_tiny_checkpoint(path, cfg):
     torch.manual_seed(0)
-    with initialize_config_module(version_base="1.3", config_module="faceregen.configs"):
-        cfg = compose(config_name="train", overrides=[
-            f"model={model}", "data.size=32", "model.generator.ngf=8",
-            "model.generator.n_downsample=2", "model.generator.n_blocks=1",
-            "model.discriminator.ndf=8", "model.discriminator.num_D=1"])
     networks = build_networks(cfg.model)
     encoder = networks.style_encoder
     ema_generator = {k: v + 0.01 for k, v in networks.generator.state_dict().items()}
@@ -60,8 +54,8 @@ def inputs(tmp_path):
 
 
 @pytest.mark.parametrize("model", ["style_pix2pixhd", "pix2pixhd"])
-def test_export_round_trip(tmp_path, capsys, model):
-    ckpt = write_tiny_checkpoint(tmp_path / "last.pt", model)
+def test_export_round_trip(tmp_path, capsys, model, tiny_cfg):
+    ckpt = write_tiny_checkpoint(tmp_path / "last.pt", tiny_cfg(f"model={model}"))
     cli_main(["export", "--ckpt", str(ckpt), "--out", str(tmp_path / "g.safetensors")])
     assert capsys.readouterr().out.strip() == str(tmp_path / "g.safetensors")
 
@@ -99,8 +93,8 @@ def expect_user_error(capsys, argv) -> str:
     return err[0]
 
 
-def test_export_user_errors(tmp_path, capsys):
-    ckpt = write_tiny_checkpoint(tmp_path / "last.pt", "style_pix2pixhd")
+def test_export_user_errors(tmp_path, capsys, tiny_cfg):
+    ckpt = write_tiny_checkpoint(tmp_path / "last.pt", tiny_cfg("model=style_pix2pixhd"))
     line = expect_user_error(capsys, ["export", "--ckpt", str(ckpt), "--out",
                                       str(tmp_path / "g.pt")])
     assert "g.pt" in line and ".safetensors" in line

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_module
+from hydra.errors import ConfigCompositionException
 from torch import nn
 
 import faceregen.config  # noqa: F401  (registers the config schemas)
@@ -52,7 +52,8 @@ def count(module: nn.Module) -> int:
 def test_generator_output_shape(height, width, n_downsample, upsample, use_style):
     generator = GlobalGenerator(LABELS, 3, ngf=8, n_downsample=n_downsample, n_blocks=2,
                                 use_style=use_style, upsample=upsample)
-    encoder = StyleEncoder(LABELS, 3, generator.num_style_params) if use_style else None
+    encoder = (StyleEncoder(LABELS, 3, generator.num_style_params, sft_mode="plus_one",
+                            second_conv_skip=True) if use_style else None)
     label = one_hot_labels(2, height, width)
     out = generate(generator, encoder, label, images(2, height, width), label)
     assert out.shape == (2, 3, height, width)
@@ -64,25 +65,30 @@ def test_generator_output_shape(height, width, n_downsample, upsample, use_style
 
 
 def test_size_not_divisible_by_downsampling_fails_with_message():
-    generator = GlobalGenerator(LABELS, 3, ngf=8, n_downsample=3, n_blocks=1, use_style=False)
+    generator = GlobalGenerator(LABELS, 3, ngf=8, n_downsample=3, n_blocks=1, use_style=False,
+                                upsample="transpose")
     with pytest.raises(FaceregenError, match=r"36x32 .*2\*\*n_downsample = 8"):
         generator(one_hot_labels(1, 36, 32))
 
 
 def test_style_generator_without_style_fails_clearly():
-    generator = GlobalGenerator(LABELS, 3, ngf=8, n_downsample=2, n_blocks=1, use_style=True)
+    generator = GlobalGenerator(LABELS, 3, ngf=8, n_downsample=2, n_blocks=1, use_style=True,
+                                upsample="transpose")
     with pytest.raises(FaceregenError, match="needs a style vector"):
         generator(one_hot_labels(1, 32, 32))
     with pytest.raises(FaceregenError, match="reference"):
-        generate(generator, StyleEncoder(LABELS, 3, generator.num_style_params),
+        generate(generator, StyleEncoder(LABELS, 3, generator.num_style_params,
+                                         sft_mode="plus_one", second_conv_skip=True),
                  one_hot_labels(1, 32, 32))
 
 
 def test_zero_style_equals_the_instance_norm_baseline():
     """AdaIN with mean 0 and sigma 1 + 0 is InstanceNorm: same weights, same output."""
     torch.manual_seed(0)
-    styled = GlobalGenerator(LABELS, 3, ngf=8, n_downsample=2, n_blocks=2, use_style=True)
-    baseline = GlobalGenerator(LABELS, 3, ngf=8, n_downsample=2, n_blocks=2, use_style=False)
+    styled = GlobalGenerator(LABELS, 3, ngf=8, n_downsample=2, n_blocks=2, use_style=True,
+                             upsample="transpose")
+    baseline = GlobalGenerator(LABELS, 3, ngf=8, n_downsample=2, n_blocks=2, use_style=False,
+                               upsample="transpose")
     baseline.load_state_dict(styled.state_dict())
     label = one_hot_labels(2, 32, 32)
     zero_style = torch.zeros(2, styled.num_style_params)
@@ -91,7 +97,8 @@ def test_zero_style_equals_the_instance_norm_baseline():
 
 def test_style_vector_layout():
     """Block k, norm j uses style[:, 4Ck + 2C(j-1) : ...] as (mean, sigma - 1)."""
-    generator = GlobalGenerator(LABELS, 3, ngf=4, n_downsample=2, n_blocks=3, use_style=True)
+    generator = GlobalGenerator(LABELS, 3, ngf=4, n_downsample=2, n_blocks=3, use_style=True,
+                                upsample="transpose")
     c = generator.bottleneck_channels
     style = torch.randn(2, generator.num_style_params, dtype=torch.float64)
     generator.double()
@@ -107,7 +114,8 @@ def test_style_vector_layout():
 
 
 def test_style_encoder_output_and_initial_sigma_near_one():
-    encoder = StyleEncoder(LABELS, 3, num_style_params=64)
+    encoder = StyleEncoder(LABELS, 3, num_style_params=64, sft_mode="plus_one",
+                           second_conv_skip=True)
     style = encoder(images(2, 32, 32), one_hot_labels(2, 32, 32))
     assert style.shape == (2, 64)
     assert style.abs().max() < 0.5  # (mean, sigma - 1) start near zero: sigma near 1
@@ -115,15 +123,18 @@ def test_style_encoder_output_and_initial_sigma_near_one():
 
 
 def test_style_encoder_rejects_tiny_references():
-    encoder = StyleEncoder(LABELS, 3, num_style_params=16)
+    encoder = StyleEncoder(LABELS, 3, num_style_params=16, sft_mode="plus_one",
+                           second_conv_skip=True)
     with pytest.raises(FaceregenError, match="at least 32x32"):
         encoder(images(1, 16, 16), one_hot_labels(1, 16, 16))
 
 
 def test_second_conv_skip_changes_the_graph():
     torch.manual_seed(0)
-    with_skip = StyleEncoder(LABELS, 3, num_style_params=32, second_conv_skip=True)
-    without_skip = StyleEncoder(LABELS, 3, num_style_params=32, second_conv_skip=False)
+    with_skip = StyleEncoder(LABELS, 3, num_style_params=32, sft_mode="plus_one",
+                             second_conv_skip=True)
+    without_skip = StyleEncoder(LABELS, 3, num_style_params=32, sft_mode="plus_one",
+                                second_conv_skip=False)
     # the skip is a 1x1 conv from the second conv's 32 channels to 64, with bias
     assert count(with_skip) - count(without_skip) == 32 * 64 + 64
     missing = without_skip.load_state_dict(with_skip.state_dict(), strict=False)
@@ -146,11 +157,13 @@ def test_adain_output_has_the_predicted_statistics():
 
 
 def test_sft_plus_one_is_the_identity_at_initialisation():
-    encoder = StyleEncoder(LABELS, 3, num_style_params=16, sft_mode="plus_one")
+    encoder = StyleEncoder(LABELS, 3, num_style_params=16, sft_mode="plus_one",
+                           second_conv_skip=True)
     features, cond = torch.randn(2, 64, 8, 8), torch.randn(2, 64, 8, 8)
     for sft in (encoder.sft1, encoder.sft2):
         assert torch.equal(sft(features, cond), features)
-    report = StyleEncoder(LABELS, 3, num_style_params=16, sft_mode="report")
+    report = StyleEncoder(LABELS, 3, num_style_params=16, sft_mode="report",
+                          second_conv_skip=True)
     assert not torch.allclose(report.sft1(features, cond), features)
 
 
@@ -165,7 +178,8 @@ def test_sft_formula():
 
 def test_init_covers_transposed_convs_and_affine_norms():
     torch.manual_seed(0)
-    generator = GlobalGenerator(LABELS, 3, ngf=32, n_downsample=2, n_blocks=1, use_style=False)
+    generator = GlobalGenerator(LABELS, 3, ngf=32, n_downsample=2, n_blocks=1, use_style=False,
+                                upsample="transpose")
     transposed = [m for m in generator.modules() if isinstance(m, nn.ConvTranspose2d)]
     assert transposed
     for module in transposed:
@@ -248,23 +262,14 @@ def test_discriminator_scales_and_features(height, width):
 
 # --- build_networks from the composed configs ---------------------------------------------------
 
-SMALL = ["model.generator.ngf=8", "model.generator.n_downsample=2", "model.generator.n_blocks=1",
-         "model.discriminator.ndf=8", "model.discriminator.num_D=2"]
-
-
-def compose_train(overrides):
-    with initialize_config_module(version_base="1.3", config_module="faceregen.configs"):
-        return compose(config_name="train", overrides=overrides)
-
-
 @pytest.mark.parametrize("extra,styled", [
     ([], True),
     (["+experiment=synthetic_baseline"], False),
     (["model.generator.upsample=resize", "model.style_encoder.sft_mode=report",
       "model.style_encoder.second_conv_skip=false"], True),
 ])
-def test_build_networks_from_composed_config(extra, styled):
-    cfg = compose_train(extra + SMALL)
+def test_build_networks_from_composed_config(extra, styled, tiny_cfg):
+    cfg = tiny_cfg(*extra)
     nets = build_networks(cfg.model)
     assert isinstance(nets, Networks)
     assert isinstance(nets.generator, GlobalGenerator)
@@ -282,7 +287,7 @@ def test_build_networks_from_composed_config(extra, styled):
     assert sum(p.numel() for p in nets.generator_parameters()) == expected
 
 
-def test_build_networks_rejects_inconsistent_style_settings():
-    cfg = compose_train(SMALL + ["model.generator.use_style=false"])
-    with pytest.raises(FaceregenError, match="use_style is false"):
-        build_networks(cfg.model)
+def test_use_style_is_not_a_second_switch(tiny_cfg):
+    """The generator uses AdaIN exactly when model.style_encoder is set; the old key is refused."""
+    with pytest.raises(ConfigCompositionException, match="use_style"):
+        tiny_cfg("model.generator.use_style=false")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
 
 import faceregen.config  # noqa: F401  (registers the config schemas)
 from faceregen.losses import feature_matching_loss, gan_loss
@@ -19,14 +17,8 @@ from faceregen.train.objectives import (
 )
 
 
-def tiny_setup(gan_mode: str):
-    GlobalHydra.instance().clear()
-    with initialize_config_module(version_base="1.3", config_module="faceregen.configs"):
-        cfg = compose(config_name="train", overrides=[
-            "model.generator.ngf=8", "model.generator.n_downsample=2",
-            "model.generator.n_blocks=1", "model.discriminator.ndf=8",
-            "model.discriminator.n_layers=2", "model.discriminator.num_D=2",
-            "loss.lambda_vgg=0", "loss.lambda_l1=1", f"loss.gan_mode={gan_mode}"])
+def tiny_setup(tiny_cfg, gan_mode: str):
+    cfg = tiny_cfg("loss.lambda_l1=1", f"loss.gan_mode={gan_mode}")
     torch.manual_seed(0)
     nets = build_networks(cfg.model)
     label = F.one_hot(torch.randint(0, 19, (3, 32, 32)), 19).permute(0, 3, 1, 2).float()
@@ -39,8 +31,8 @@ def grads(params) -> list[torch.Tensor]:
 
 
 @pytest.mark.parametrize("gan_mode", ["lsgan", "hinge"])
-def test_shared_pass_gradients_equal_the_three_pass_step(gan_mode):
-    cfg, nets, label, real = tiny_setup(gan_mode)
+def test_shared_pass_gradients_equal_the_three_pass_step(gan_mode, tiny_cfg):
+    cfg, nets, label, real = tiny_setup(tiny_cfg, gan_mode)
     g_params, d_params = list(nets.generator_parameters()), list(nets.discriminator.parameters())
     d, loss_cfg = nets.discriminator, cfg.loss
 
@@ -79,8 +71,8 @@ def test_shared_pass_gradients_equal_the_three_pass_step(gan_mode):
         assert torch.allclose(shared, reference, rtol=1e-4, atol=1e-7)
 
 
-def test_penalty_step_adds_the_scaled_penalty_and_trains_only_d():
-    cfg, nets, label, real = tiny_setup("lsgan")
+def test_penalty_step_adds_the_scaled_penalty_and_trains_only_d(tiny_cfg):
+    cfg, nets, label, real = tiny_setup(tiny_cfg, "lsgan")
     d = nets.discriminator
     fake = generate(nets.generator, nets.style_encoder, label, real, label)
     fake_features, real_features = discriminate(d, label, fake, real)

@@ -7,7 +7,6 @@ import os
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 from PIL import Image
 
@@ -19,21 +18,12 @@ from faceregen.labels import LABEL_NAMES, PALETTE
 from faceregen.models import build_networks
 from faceregen.regen import load_regenerator, references
 
-SIZE = 32
+SIZE = 32  # data.size of the tests' tiny config
 
 
-def tiny_config(model: str = "style_pix2pixhd"):
-    with initialize_config_module(version_base="1.3", config_module="faceregen.configs"):
-        return compose(config_name="train", overrides=[
-            f"model={model}", f"data.size={SIZE}", "model.generator.ngf=8",
-            "model.generator.n_downsample=2", "model.generator.n_blocks=1",
-            "model.discriminator.ndf=8", "model.discriminator.num_D=1"])
-
-
-def write_tiny_checkpoint(path, model: str = "style_pix2pixhd", seed: int = 0):
+def write_tiny_checkpoint(path, cfg, seed: int = 0):
     """A checkpoint with the layout of checkpoint.py's docstring and random weights."""
     torch.manual_seed(seed)
-    cfg = tiny_config(model)
     networks = build_networks(cfg.model)
     encoder = networks.style_encoder
     save_checkpoint({
@@ -49,13 +39,14 @@ def write_tiny_checkpoint(path, model: str = "style_pix2pixhd", seed: int = 0):
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("run") / "last.pt")
+def ckpt(tmp_path_factory, tiny_cfg):
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("run") / "last.pt", tiny_cfg())
 
 
 @pytest.fixture(scope="module")
-def baseline_ckpt(tmp_path_factory):
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("base") / "last.pt", "pix2pixhd")
+def baseline_ckpt(tmp_path_factory, tiny_cfg):
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("base") / "last.pt",
+                                 tiny_cfg("model=pix2pixhd"))
 
 
 @pytest.fixture(autouse=True)

@@ -13,8 +13,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 import faceregen.config  # noqa: F401  (registers the config schemas)
@@ -25,32 +23,14 @@ from faceregen.train import step as step_module
 from faceregen.train import trainer as trainer_module
 from faceregen.train.trainer import Trainer, lr_factor, train
 
-TINY = [
-    "data.size=32", "data.synth_size=64", "data.synth_num=24", "data.batch_size=4",
-    "data.num_workers=0", "model.generator.ngf=8", "model.generator.n_downsample=2",
-    "model.generator.n_blocks=1", "model.discriminator.ndf=8", "model.discriminator.n_layers=2",
-    "model.discriminator.num_D=2", "loss.lambda_vgg=0", "trainer.max_steps=4",
-    "trainer.max_minutes=null", "trainer.log_every=2", "trainer.sample_every=2",
-    "trainer.ckpt_every=2", "trainer.keep_last=5", "trainer.num_samples=4",
-    "trainer.deterministic=true", "trainer.device=cpu", "logger.enabled=false",
-    "loss.gp_every=1",
-]
-
-
-def tiny_config(data_dir: Path, *overrides: str) -> DictConfig:
-    GlobalHydra.instance().clear()
-    with initialize_config_module(version_base="1.3", config_module="faceregen.configs"):
-        return compose(config_name="train",
-                       overrides=[f"paths.data={data_dir}", *TINY, *overrides])
-
 
 @pytest.fixture(scope="session")
-def train_data(tmp_path_factory) -> Path:
+def train_data(tmp_path_factory, tiny_cfg) -> Path:
     """A tiny synthetic set, made once through the same path `faceregen train` takes."""
     from faceregen.data import ensure_dataset
 
     data_dir = tmp_path_factory.mktemp("train-data")
-    ensure_dataset(tiny_config(data_dir).data)
+    ensure_dataset(tiny_cfg(data_dir=data_dir).data)
     return data_dir
 
 
@@ -71,8 +51,8 @@ def test_lr_schedule_is_constant_then_linear_to_zero():
 
 
 @pytest.mark.parametrize("model", ["style_pix2pixhd", "pix2pixhd"])
-def test_a_few_steps_of_each_model(model, train_data, tmp_path):
-    cfg = tiny_config(train_data, f"model={model}", "logger.enabled=true")
+def test_a_few_steps_of_each_model(model, train_data, tmp_path, tiny_cfg):
+    cfg = tiny_cfg(f"model={model}", "logger.enabled=true", data_dir=train_data)
     summary = train(cfg, tmp_path)
     assert summary["step"] == 4 and summary["stopped_by"] is None
     assert (tmp_path / "checkpoints" / "last.pt").is_file()
@@ -90,10 +70,10 @@ def test_a_few_steps_of_each_model(model, train_data, tmp_path):
 
 
 @pytest.mark.slow
-def test_compiled_training_with_the_penalty_saves_plain_weights(train_data, tmp_path):
+def test_compiled_training_with_the_penalty_saves_plain_weights(train_data, tmp_path, tiny_cfg):
     """trainer.compile=true: the generator path and D compiled (the penalty's double backward
     stays eager); the checkpoint holds the modules' own keys, so eval and regen load it."""
-    summary = train(tiny_config(train_data, "trainer.compile=true", "trainer.max_steps=2"),
+    summary = train(tiny_cfg("trainer.compile=true", "trainer.max_steps=2", data_dir=train_data),
                     tmp_path)
     assert summary["step"] == 2 and "loss_d/gp" in summary["losses"]
     state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
@@ -105,8 +85,8 @@ def test_compiled_training_with_the_penalty_saves_plain_weights(train_data, tmp_
     assert regen(label, torch.rand(1, 3, 32, 32) * 2 - 1, label).shape == (1, 3, 32, 32)
 
 
-def test_checkpoint_holds_the_full_training_state(train_data, tmp_path):
-    train(tiny_config(train_data, "trainer.max_steps=2"), tmp_path)
+def test_checkpoint_holds_the_full_training_state(train_data, tmp_path, tiny_cfg):
+    train(tiny_cfg("trainer.max_steps=2", data_dir=train_data), tmp_path)
     state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     for key in ("generator", "generator_ema", "style_encoder", "style_encoder_ema",
                 "discriminator", "optimizer_g", "optimizer_d", "scheduler_g", "scheduler_d",
@@ -116,12 +96,12 @@ def test_checkpoint_holds_the_full_training_state(train_data, tmp_path):
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_resume_gives_the_same_weights_as_never_stopping(workers, train_data, tmp_path):
+def test_resume_gives_the_same_weights_as_never_stopping(workers, train_data, tmp_path, tiny_cfg):
     """Flips and crops are keyed by epoch and place, so worker processes resume exactly too."""
     augment = ["data.flip=true", "data.crop=true", f"data.num_workers={workers}"]
-    train(tiny_config(train_data, *augment), tmp_path / "straight")
+    train(tiny_cfg(*augment, data_dir=train_data), tmp_path / "straight")
     middle = tmp_path / "straight" / "checkpoints" / "step_000002.pt"
-    resumed = train(tiny_config(train_data, *augment, f"trainer.resume={middle}"),
+    resumed = train(tiny_cfg(*augment, f"trainer.resume={middle}", data_dir=train_data),
                     tmp_path / "resumed")
     assert resumed["step"] == 4
     for key in ("generator", "generator_ema", "style_encoder", "discriminator"):
@@ -129,21 +109,22 @@ def test_resume_gives_the_same_weights_as_never_stopping(workers, train_data, tm
                             weights(tmp_path / "resumed" / "checkpoints" / "last.pt", key))
 
 
-def test_resume_auto_continues_in_the_run_directory(train_data, tmp_path):
-    train(tiny_config(train_data, "trainer.max_steps=2"), tmp_path)
-    summary = train(tiny_config(train_data, "trainer.resume=auto"), tmp_path)
+def test_resume_auto_continues_in_the_run_directory(train_data, tmp_path, tiny_cfg):
+    train(tiny_cfg("trainer.max_steps=2", data_dir=train_data), tmp_path)
+    summary = train(tiny_cfg("trainer.resume=auto", data_dir=train_data), tmp_path)
     assert summary["step"] == 4
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 4
 
 
-def test_incompatible_checkpoint_names_the_mismatch(train_data, tmp_path):
-    train(tiny_config(train_data, "trainer.max_steps=2"), tmp_path)
-    cfg = tiny_config(train_data, "model.generator.ngf=16", "trainer.resume=auto")
+def test_incompatible_checkpoint_names_the_mismatch(train_data, tmp_path, tiny_cfg):
+    train(tiny_cfg("trainer.max_steps=2", data_dir=train_data), tmp_path)
+    cfg = tiny_cfg("model.generator.ngf=16", "trainer.resume=auto", data_dir=train_data)
     with pytest.raises(FaceregenError, match="model.generator.ngf: checkpoint 8, config 16"):
         train(cfg, tmp_path)
 
 
-def test_sigterm_saves_at_the_current_step_and_exits_cleanly(train_data, tmp_path, monkeypatch):
+def test_sigterm_saves_at_the_current_step_and_exits_cleanly(train_data, tmp_path, monkeypatch,
+                                                             tiny_cfg):
     original = Trainer.train_step
 
     def step_then_signal(self, batch):
@@ -153,13 +134,14 @@ def test_sigterm_saves_at_the_current_step_and_exits_cleanly(train_data, tmp_pat
         return values
 
     monkeypatch.setattr(Trainer, "train_step", step_then_signal)
-    summary = train(tiny_config(train_data, "trainer.max_steps=50"), tmp_path)
+    summary = train(tiny_cfg("trainer.max_steps=50", data_dir=train_data), tmp_path)
     assert summary["step"] == 3 and summary["stopped_by"] == "SIGTERM"
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 3
     assert signal.getsignal(signal.SIGTERM) is not None
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(train_data, tmp_path, monkeypatch):
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(train_data, tmp_path, monkeypatch,
+                                                           tiny_cfg):
     original = step_module.generator_objective
     calls = {"n": 0}
 
@@ -172,7 +154,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(train_data, tmp_path,
 
     monkeypatch.setattr(step_module, "generator_objective", poisoned)
     with pytest.raises(FaceregenError, match=r"non-finite loss at step 3 \(loss_g/adv"):
-        train(tiny_config(train_data), tmp_path)
+        train(tiny_cfg(data_dir=train_data), tmp_path)
     state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     assert state["step"] == 2
     assert all(torch.isfinite(v).all() for v in state["generator"].values())
@@ -193,9 +175,9 @@ def test_a_crash_during_save_leaves_the_previous_checkpoint_loadable(tmp_path, m
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
 
-def test_faceregen_train_command_line(train_data, tmp_path):
+def test_faceregen_train_command_line(train_data, tmp_path, tiny_overrides):
     run_dir = tmp_path / "run"
-    overrides = [f"paths.data={train_data}", *TINY, "trainer.max_steps=2",
+    overrides = [f"paths.data={train_data}", *tiny_overrides, "trainer.max_steps=2",
                  f"hydra.run.dir={run_dir}"]
     proc = subprocess.run([sys.executable, "-m", "faceregen", "train", *overrides],
                           capture_output=True, text=True, timeout=300)
@@ -216,11 +198,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _gloo_worker(rank: int, world_size: int, port: int, data_dir: str, out_dir: str) -> None:
+def _gloo_worker(rank: int, world_size: int, port: int, cfg: DictConfig, out_dir: str) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    cfg = tiny_config(Path(data_dir), "trainer.max_steps=3", "data.batch_size=2")
     trainer = Trainer(cfg, Path(out_dir))
     try:
         trainer.fit()
@@ -232,8 +213,9 @@ def _gloo_worker(rank: int, world_size: int, port: int, data_dir: str, out_dir: 
         trainer_module.dist_utils.shutdown_distributed(trainer.info)
 
 
-def test_two_process_gloo_run_keeps_ranks_identical(train_data, tmp_path):
-    mp.spawn(_gloo_worker, args=(2, _free_port(), str(train_data), str(tmp_path)), nprocs=2)
+def test_two_process_gloo_run_keeps_ranks_identical(train_data, tmp_path, tiny_cfg):
+    cfg = tiny_cfg("trainer.max_steps=3", "data.batch_size=2", data_dir=train_data)
+    mp.spawn(_gloo_worker, args=(2, _free_port(), cfg, str(tmp_path)), nprocs=2)
     rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     for name in rank0:
@@ -241,14 +223,14 @@ def test_two_process_gloo_run_keeps_ranks_identical(train_data, tmp_path):
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 3
 
 
-def test_submitit_launcher_trains_one_job_on_two_ranks(train_data, tmp_path):
+def test_submitit_launcher_trains_one_job_on_two_ranks(train_data, tmp_path, tiny_overrides):
     """The README's SLURM route, through submitit's local executor: two tasks, one process group."""
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     sweep = tmp_path / "sweep"
     proc = subprocess.run(
         [sys.executable, "-m", "faceregen", "train", "-m", "hydra/launcher=submitit_local",
          "hydra.launcher.tasks_per_node=2", "hydra.launcher.timeout_min=5",
-         f"hydra.sweep.dir={sweep}", f"paths.data={train_data}", *TINY,
+         f"hydra.sweep.dir={sweep}", f"paths.data={train_data}", *tiny_overrides,
          "trainer.max_steps=2", "data.batch_size=2"],
         capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     logs = "".join(p.read_text() for p in sweep.glob(".submitit/*/*_log.err"))

@@ -1,7 +1,13 @@
-"""Where the YAML configs live, and typed schemas for the plain-data config groups.
+"""Where the YAML configs live, and typed schemas for the config groups.
 
-The schemas are registered in Hydra's ConfigStore so that a misspelt key or a value of the
-wrong type (``trainer.max_steps=abc``) fails at composition with Hydra's own clear message.
+The schemas are registered in Hydra's ConfigStore (``<group>_schema``, pulled in by each
+option's defaults list) so that a misspelt key or a value of the wrong type
+(``trainer.max_steps=abc``) fails at composition with Hydra's own clear message.
+
+One source per value: a field with a default here is not repeated in the YAML files; a field
+that every option sets is required (``???``). The ``model`` and ``optim`` nodes are
+``_target_`` nodes for ``hydra.utils.instantiate`` whose fields are the constructors'
+arguments; the networks' constructors have no defaults of their own for them.
 """
 
 from __future__ import annotations
@@ -12,6 +18,9 @@ from pathlib import Path
 from typing import Optional
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from faceregen.labels import NUM_CLASSES
 
 
 def config_dir() -> Path:
@@ -21,23 +30,24 @@ def config_dir() -> Path:
 
 @dataclass
 class PathsConfig:
-    data: str = "data"
-    runs: str = "checkpoints"
+    data: str = MISSING
+    runs: str = MISSING
 
 
 @dataclass
 class DataConfig:
-    name: str = "synthetic"
-    raw_root: str = "???"
-    root: str = "???"
-    size: int = 64
-    label_classes: int = 19
+    name: str = MISSING
+    raw_root: str = MISSING
+    root: str = MISSING
+    size: int = MISSING
     split: str = "celeba"
     synthesize: bool = False
+    # The synthetic set (data.synthesize): 2000 faces split 1604 / 184 / 212 by the mapping
+    # file as CelebA is; photos at synth_size px, part masks at half that as in CelebAMask-HQ.
     synth_num: int = 2000
     synth_size: int = 128
     synth_seed: int = 0
-    batch_size: int = 8
+    batch_size: int = MISSING
     num_workers: int = 2
     flip: bool = True
     crop: bool = False
@@ -46,8 +56,91 @@ class DataConfig:
 
 
 @dataclass
+class GeneratorConfig:
+    """faceregen.models.networks.generator.GlobalGenerator; ``use_style`` is not a key:
+    build_networks passes it, true exactly when ``model.style_encoder`` is set."""
+
+    _target_: str = "faceregen.models.networks.generator.GlobalGenerator"
+    label_classes: int = NUM_CLASSES
+    out_channels: int = 3
+    ngf: int = MISSING
+    n_downsample: int = MISSING
+    n_blocks: int = MISSING
+    upsample: str = MISSING
+
+
+@dataclass
+class StyleEncoderConfig:
+    """faceregen.models.networks.encoder.StyleEncoder, partial: build_networks adds the
+    generator's ``num_style_params``."""
+
+    _target_: str = "faceregen.models.networks.encoder.StyleEncoder"
+    _partial_: bool = True
+    label_classes: int = NUM_CLASSES
+    image_channels: int = 3
+    sft_mode: str = MISSING
+    second_conv_skip: bool = MISSING
+
+
+@dataclass
+class DiscriminatorConfig:
+    _target_: str = "faceregen.models.networks.discriminator.MultiScaleDiscriminator"
+    label_classes: int = NUM_CLASSES
+    image_channels: int = 3
+    ndf: int = MISSING
+    n_layers: int = MISSING
+    num_D: int = MISSING
+
+
+@dataclass
+class ModelConfig:
+    """The three networks; ``style_encoder`` null is the pix2pixHD baseline."""
+
+    name: str = MISSING
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    style_encoder: Optional[StyleEncoderConfig] = MISSING
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+
+
+@dataclass
+class VGGConfig:
+    weights: str = MISSING
+    path: Optional[str] = None  # a torchvision vgg19 state_dict; else the hub cache, else download
+
+
+@dataclass
+class LossConfig:
+    gan_mode: str = MISSING
+    lambda_feat: float = MISSING
+    lambda_vgg: float = MISSING
+    lambda_l1: float = MISSING
+    lambda_gp: float = MISSING
+    gp_mode: str = MISSING
+    gp_every: int = MISSING
+    vgg: VGGConfig = field(default_factory=VGGConfig)
+
+
+@dataclass
+class AdamConfig:
+    """torch.optim.Adam, partial: the trainer adds the parameters."""
+
+    _target_: str = "torch.optim.Adam"
+    _partial_: bool = True
+    lr: float = MISSING
+    betas: list[float] = MISSING
+    fused: bool = MISSING
+
+
+@dataclass
+class OptimConfig:
+    generator: AdamConfig = field(default_factory=AdamConfig)
+    discriminator: AdamConfig = field(default_factory=AdamConfig)
+    decay_start: float = MISSING
+
+
+@dataclass
 class TrainerConfig:
-    max_steps: int = 2000
+    max_steps: int = MISSING
     max_minutes: Optional[float] = None
     device: str = "auto"
     precision: str = "32"
@@ -69,6 +162,9 @@ def register_schemas() -> None:
     cs = ConfigStore.instance()
     cs.store(group="paths", name="paths_schema", node=PathsConfig)
     cs.store(group="data", name="data_schema", node=DataConfig)
+    cs.store(group="model", name="model_schema", node=ModelConfig)
+    cs.store(group="loss", name="loss_schema", node=LossConfig)
+    cs.store(group="optim", name="optim_schema", node=OptimConfig)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
 
 

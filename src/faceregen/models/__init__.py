@@ -29,19 +29,17 @@ class Networks:
 
 def build_networks(model_cfg) -> Networks:
     """Instantiate ``model.generator``, ``model.style_encoder`` (partial) and
-    ``model.discriminator``; the encoder gets the generator's ``num_style_params``."""
-    generator = instantiate(model_cfg.generator)
+    ``model.discriminator``.
+
+    One switch for the style path: the generator uses AdaIN exactly when a style encoder is
+    configured, and the encoder gets the generator's ``num_style_params``. (A stored config
+    that still has ``generator.use_style`` loads: the argument given here replaces it.)
+    """
     encoder_cfg = model_cfg.get("style_encoder")
+    generator = instantiate(model_cfg.generator, use_style=encoder_cfg is not None)
     style_encoder = None
     if encoder_cfg is not None:
-        if not generator.num_style_params:
-            raise FaceregenError(
-                "model.style_encoder is set but model.generator.use_style is false; set "
-                "model.style_encoder=null or model.generator.use_style=true")
         style_encoder = instantiate(encoder_cfg)(num_style_params=generator.num_style_params)
-    elif generator.num_style_params:
-        raise FaceregenError(
-            "model.generator.use_style is true but no model.style_encoder is configured")
     discriminator = instantiate(model_cfg.discriminator)
     return Networks(generator=generator, style_encoder=style_encoder, discriminator=discriminator)
 

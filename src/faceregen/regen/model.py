@@ -43,7 +43,7 @@ class Regenerator:
 
     @property
     def label_classes(self) -> int:
-        return int(self.config.data.label_classes)
+        return int(self.config.model.generator.label_classes)
 
     @torch.no_grad()
     def __call__(self, label: torch.Tensor, ref_image: torch.Tensor | None = None,

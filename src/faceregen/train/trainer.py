@@ -170,7 +170,7 @@ class Trainer:
 
     def _to_device(self, batch: dict[str, torch.Tensor]):
         nb = self.device.type == "cuda"
-        classes = self.cfg.data.label_classes
+        classes = self.cfg.model.generator.label_classes
         label = batch["label"].to(self.device, non_blocking=nb)
         ref_label = batch["ref_label"].to(self.device, non_blocking=nb)
         mf = self.memory_format

@@ -18,8 +18,7 @@ class NLayerDiscriminator(nn.Module):
     Padding ceil((4 - 1) / 2) = 2 as in pix2pixHD. ``forward`` returns n_layers + 2 tensors.
     """
 
-    def __init__(self, in_channels: int, ndf: int = 64, n_layers: int = 3,
-                 max_channels: int = 512):
+    def __init__(self, in_channels: int, ndf: int, n_layers: int, max_channels: int = 512):
         super().__init__()
         kernel, padding = 4, math.ceil((4 - 1) / 2)
         layers = [nn.Sequential(nn.Conv2d(in_channels, ndf, kernel, stride=2, padding=padding),
@@ -55,8 +54,8 @@ class MultiScaleDiscriminator(nn.Module):
     holds the intermediate features and ends with the patch prediction.
     """
 
-    def __init__(self, label_classes: int = 19, image_channels: int = 3, ndf: int = 64,
-                 n_layers: int = 3, num_D: int = 3):
+    def __init__(self, label_classes: int, image_channels: int, ndf: int, n_layers: int,
+                 num_D: int):
         super().__init__()
         self.in_channels = label_classes + image_channels
         self.discriminators = nn.ModuleList(

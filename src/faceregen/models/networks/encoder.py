@@ -53,9 +53,8 @@ class StyleEncoder(nn.Module):
     the report, missing from its code).
     """
 
-    def __init__(self, label_classes: int = 19, image_channels: int = 3,
-                 num_style_params: int = 4 * 4 * 1024, sft_mode: str = "plus_one",
-                 second_conv_skip: bool = True):
+    def __init__(self, label_classes: int, image_channels: int, num_style_params: int,
+                 sft_mode: str, second_conv_skip: bool):
         super().__init__()
         if num_style_params <= 0:
             raise FaceregenError(

@@ -70,9 +70,8 @@ class GlobalGenerator(nn.Module):
     affine and ReLU after every conv outside the blocks except the last.
     """
 
-    def __init__(self, label_classes: int = 19, out_channels: int = 3, ngf: int = 64,
-                 n_downsample: int = 4, n_blocks: int = 4, use_style: bool = True,
-                 upsample: str = "transpose"):
+    def __init__(self, label_classes: int, out_channels: int, ngf: int, n_downsample: int,
+                 n_blocks: int, use_style: bool, upsample: str):
         super().__init__()
         if upsample not in UPSAMPLE_MODES:
             raise FaceregenError(
