@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -123,8 +124,8 @@ def test_incompatible_checkpoint_names_the_mismatch(train_data, tmp_path, tiny_c
         train(cfg, tmp_path)
 
 
-def test_sigterm_saves_at_the_current_step_and_exits_cleanly(train_data, tmp_path, monkeypatch,
-                                                             tiny_cfg):
+def test_sigterm_saves_at_the_current_step_and_says_it_was_stopped(train_data, tmp_path,
+                                                                   monkeypatch, tiny_cfg):
     original = Trainer.train_step
 
     def step_then_signal(self, batch):
@@ -136,8 +137,55 @@ def test_sigterm_saves_at_the_current_step_and_exits_cleanly(train_data, tmp_pat
     monkeypatch.setattr(Trainer, "train_step", step_then_signal)
     summary = train(tiny_cfg("trainer.max_steps=50", data_dir=train_data), tmp_path)
     assert summary["step"] == 3 and summary["stopped_by"] == "SIGTERM"
+    assert summary["exit_code"] == 128 + signal.SIGTERM
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 3
     assert signal.getsignal(signal.SIGTERM) is not None
+
+
+def test_a_signalled_training_exits_non_zero_after_saving(train_data, tmp_path, tiny_overrides):
+    """`faceregen train && faceregen eval` must not evaluate a run that SIGTERM cut short."""
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "faceregen", "train", f"hydra.run.dir={run_dir}",
+         f"paths.data={train_data}", *tiny_overrides, "trainer.max_steps=100000",
+         "trainer.ckpt_every=1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run_dir / "checkpoints" / "step_000001.pt").is_file():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err[-2000:]
+    assert "Traceback" not in err
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"] >= 1
+
+
+def test_a_second_training_on_a_busy_run_directory_is_refused(train_data, tmp_path, tiny_cfg):
+    from faceregen.train.state import RunDirectoryLock
+
+    holder = RunDirectoryLock(tmp_path)
+    holder.acquire()
+    try:
+        with pytest.raises(FaceregenError, match=f"another training \\(pid {os.getpid()}"):
+            train(tiny_cfg(data_dir=train_data), tmp_path)
+        assert not (tmp_path / "checkpoints").exists()
+    finally:
+        holder.release()
+    assert train(tiny_cfg(data_dir=train_data), tmp_path)["step"] == 4
+
+
+def test_a_run_removes_temporaries_left_by_a_killed_run(train_data, tmp_path, tiny_cfg):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    ckpt_dir = tmp_path / "checkpoints"
+    ckpt_dir.mkdir()
+    stale = ckpt_dir / f".step_000004.pt.{dead}.x1y2z3w4.tmp.pt"
+    stale.write_bytes(b"half a checkpoint")
+    train(tiny_cfg(data_dir=train_data), tmp_path)
+    assert not stale.exists()
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(train_data, tmp_path, monkeypatch,

@@ -13,12 +13,10 @@ import json
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-import faceregen.config  # noqa: F401  (registers the config schemas)
 from faceregen.checkpoint import save_checkpoint
 from faceregen.cli import main as cli_main
 from faceregen.errors import FaceregenError
@@ -27,20 +25,11 @@ from faceregen.models.allowlist import check_stored_config
 from faceregen.regen import load_model
 
 
-def tiny_config():
-    with initialize_config_module(version_base="1.3", config_module="faceregen.configs"):
-        cfg = compose(config_name="train", overrides=[
-            "data.size=32", "model.generator.ngf=8", "model.generator.n_downsample=2",
-            "model.generator.n_blocks=1", "model.discriminator.ndf=8",
-            "model.discriminator.num_D=1"])
-    return OmegaConf.to_container(cfg, resolve=True)
-
-
 @pytest.fixture(scope="module")
-def good(tmp_path_factory):
+def good(tmp_path_factory, tiny_cfg):
     """A valid tiny checkpoint, its export and its stored config."""
     base = tmp_path_factory.mktemp("good")
-    config = tiny_config()
+    config = OmegaConf.to_container(tiny_cfg(), resolve=True)
     networks = build_networks(OmegaConf.create(config).model)
     state = {"step": 3, "config": config,
              "generator": networks.generator.state_dict(),
@@ -152,20 +141,19 @@ def test_export_refuses_to_copy_a_crafted_config(good, tmp_path, capsys, index):
     assert "crafted.pt" in line and not out.exists() and not marker.exists()
 
 
-def test_evaluation_loads_models_through_the_same_check(good, tmp_path):
+def test_evaluation_loads_models_through_the_same_check(good, tmp_path, tiny_eval_cfg):
     from faceregen.evaluation import runner
 
     marker = tmp_path / "owned"
     crafted = crafted_checkpoint(good, payloads(marker)[0], tmp_path / "crafted.pt")
-    with initialize_config_module(version_base="1.3", config_module="faceregen.configs"):
-        cfg = compose(config_name="eval", overrides=[f"ckpt={crafted}", "device=cpu"])
+    cfg = tiny_eval_cfg(f"ckpt={crafted}")
     with pytest.raises(FaceregenError, match="crafted.pt.*builtins.open"):
         runner.evaluate(cfg, tmp_path / "eval", progress=False)
     assert not marker.exists()
 
 
-def test_allowlist_accepts_the_baseline_without_a_style_encoder():
-    config = tiny_config()
+def test_allowlist_accepts_the_baseline_without_a_style_encoder(good):
+    config = copy.deepcopy(good["state"]["config"])
     config["model"]["style_encoder"] = None
     check_stored_config(config, "baseline.pt")
     config["model"]["discriminator"] = None
