@@ -60,6 +60,35 @@ def tiny_eval_cfg():
     return compose_tiny_eval
 
 
+def write_tiny_checkpoint(path, cfg, seed: int = 0):
+    """A checkpoint with the layout of checkpoint.py's docstring and random weights."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from faceregen.checkpoint import save_checkpoint
+    from faceregen.models import build_networks
+
+    torch.manual_seed(seed)
+    networks = build_networks(cfg.model)
+    encoder = networks.style_encoder
+    save_checkpoint({
+        "step": 7,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "generator": networks.generator.state_dict(),
+        "generator_ema": networks.generator.state_dict(),
+        "style_encoder": encoder.state_dict() if encoder is not None else None,
+        "style_encoder_ema": encoder.state_dict() if encoder is not None else None,
+        "discriminator": networks.discriminator.state_dict(),
+    }, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint():
+    """``tiny_checkpoint(path, cfg, seed=0)``: write a random-weight checkpoint of ``cfg``."""
+    return write_tiny_checkpoint
+
+
 @pytest.fixture(scope="session")
 def tiny_overrides() -> list[str]:
     """TINY_OVERRIDES as command-line arguments, for `faceregen train` in a subprocess."""

@@ -9,7 +9,9 @@ because silently mapping an unknown colour to some class would corrupt training 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -53,7 +55,7 @@ def snap_to_palette(
     return labels, bad_fraction
 
 
-def _check_color_mask(rgb: np.ndarray, path: Path) -> np.ndarray:
+def _check_color_mask(rgb: np.ndarray, path: Path | str) -> np.ndarray:
     labels, distance = _nearest_palette(rgb)
     bad = distance > MAX_COLOR_DISTANCE
     if bad.mean() > MAX_OFF_PALETTE_FRACTION:
@@ -67,8 +69,12 @@ def _check_color_mask(rgb: np.ndarray, path: Path) -> np.ndarray:
     return labels
 
 
-def read_mask(path: str | os.PathLike) -> np.ndarray:
+def read_mask(path: str | os.PathLike | BinaryIO, name: str | None = None,
+              formats: Sequence[str] | None = None) -> np.ndarray:
     """Read an index mask or a colour mask as a uint8 H×W label map.
+
+    ``path`` may also be an open binary file (an upload); ``name`` then names it in errors.
+    ``formats`` restricts the Pillow decoders tried (None: all), for files from strangers.
 
     Index masks: mode L/P/I with values 0..18 (a mode-P file's pixel values are its palette
     indices, taken as class ids when they are all below 19, else it is a colour mask); an
@@ -77,14 +83,16 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     palette colour but background's black has distinct channels, so a grey image with larger
     values is neither kind and is refused rather than guessed at.
     """
-    path = Path(path)
+    if isinstance(path, (str, os.PathLike)):
+        path = Path(path)
+    name = name or str(path)
     try:
-        with Image.open(path) as img:
+        with Image.open(path, formats=formats) as img:
             img.load()
             mode = img.mode
             if mode == "LA":
                 if int(np.asarray(img.getchannel("A")).min()) < 255:
-                    raise FaceregenError(f"{path}: a greyscale mask with transparent pixels; "
+                    raise FaceregenError(f"{name}: a greyscale mask with transparent pixels; "
                                          "save the index mask without an alpha channel")
                 img = img.getchannel("L")
                 mode = "L"
@@ -94,24 +102,24 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
                     return values.astype(np.uint8)
                 if mode != "P":
                     raise FaceregenError(
-                        f"{path}: index mask has value {int(values.max())}; "
+                        f"{name}: index mask has value {int(values.max())}; "
                         f"labels must be 0..{NUM_CLASSES - 1}"
                     )
             rgb = np.asarray(img.convert("RGB"))
     except FaceregenError:
         raise
     except FileNotFoundError:
-        raise FaceregenError(f"{path}: mask file not found") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise FaceregenError(f"{path}: cannot read mask ({exc})") from None
+        raise FaceregenError(f"{name}: mask file not found") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise FaceregenError(f"{name}: cannot read mask ({exc})") from None
     grey = (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()
     if grey and rgb.size:
         if int(rgb.max()) < NUM_CLASSES:
             return np.ascontiguousarray(rgb[..., 0])
         raise FaceregenError(
-            f"{path}: a grey three-channel image with values up to {int(rgb.max())}: neither "
+            f"{name}: a grey three-channel image with values up to {int(rgb.max())}: neither "
             f"an index mask (equal channels, 0..{NUM_CLASSES - 1}) nor a colour mask")
-    return _check_color_mask(rgb, path)
+    return _check_color_mask(rgb, name)
 
 
 def colorize(label: np.ndarray) -> np.ndarray:

@@ -9,6 +9,8 @@ One home for everything `faceregen regen`, `export`, `eval` and the studio need 
 - :mod:`~faceregen.regen.references`: reference masks predicted by the face parser;
 - :mod:`~faceregen.regen.jobs`: single, folder and pairs-file jobs, written atomically;
 - :mod:`~faceregen.regen.cli`: the `faceregen regen` command line.
+
+The studio (:mod:`faceregen.studio`) calls these same functions on uploads held in memory.
 """
 
 from faceregen.regen.editing import edit_label, parse_parts
@@ -20,8 +22,11 @@ from faceregen.regen.generate import (
 )
 from faceregen.regen.inputs import (
     Placement,
+    decode_photo,
     fit_label,
     fit_photo,
+    label_map_from_bytes,
+    photo_from_bytes,
     photo_to_rgb,
     placement_for,
     read_label_map,
@@ -37,8 +42,9 @@ from faceregen.regen.model import (
 from faceregen.regen.references import ReferenceMasks, parse_photo
 
 __all__ = [
-    "Placement", "PreparedPair", "ReferenceMasks", "Regenerator", "edit_label", "fit_label",
-    "fit_photo", "generate_prepared", "load_exported_regenerator", "load_model",
-    "load_regenerator", "parse_parts", "parse_photo", "photo_to_rgb", "placement_for",
-    "prepare_pair", "read_label_map", "read_photo", "regenerate_arrays", "restore_photo",
+    "Placement", "PreparedPair", "ReferenceMasks", "Regenerator", "decode_photo", "edit_label",
+    "fit_label", "fit_photo", "generate_prepared", "label_map_from_bytes",
+    "load_exported_regenerator", "load_model", "load_regenerator", "parse_parts", "parse_photo",
+    "photo_from_bytes", "photo_to_rgb", "placement_for", "prepare_pair", "read_label_map",
+    "read_photo", "regenerate_arrays", "restore_photo",
 ]

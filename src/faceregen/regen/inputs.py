@@ -9,10 +9,12 @@ which is then resized to the mask's original size. Transparent photos are compos
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -21,6 +23,9 @@ from faceregen.errors import FaceregenError
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".webp")
+# Pillow decoders for files from strangers (the studio's uploads): the formats of the suffixes
+# above, all decoded by Pillow itself; never EPS and the like, which run external programs.
+UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")
 RGBA_BACKGROUND = (255, 255, 255)
 # Reference photo and reference mask aspect ratios (w/h) may differ by this fraction.
 MAX_ASPECT_MISMATCH = 0.02
@@ -44,18 +49,27 @@ def photo_to_rgb(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
 
 
+def decode_photo(source: str | os.PathLike | BinaryIO, name: str,
+                 formats: Sequence[str] | None = None) -> np.ndarray:
+    """A photo from a path or an open binary file as uint8 H×W×3, upright (EXIF applied).
+
+    ``formats`` restricts the Pillow decoders tried (None: all); ``name`` names it in errors.
+    """
+    try:
+        with Image.open(source, formats=formats) as image:
+            image.load()
+            return photo_to_rgb(ImageOps.exif_transpose(image))
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError,
+            SyntaxError) as exc:
+        raise FaceregenError(f"{name}: cannot read image ({exc})") from None
+
+
 def read_photo(path: str | os.PathLike) -> np.ndarray:
     """Read a photo as uint8 H×W×3, upright (EXIF orientation applied)."""
     path = Path(path)
     if not path.is_file():
         raise FaceregenError(f"{path}: image file not found")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return photo_to_rgb(ImageOps.exif_transpose(image))
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError,
-            SyntaxError) as exc:
-        raise FaceregenError(f"{path}: cannot read image ({exc})") from None
+    return decode_photo(path, str(path))
 
 
 def read_label_map(path: str | os.PathLike) -> np.ndarray:
@@ -66,6 +80,20 @@ def read_label_map(path: str | os.PathLike) -> np.ndarray:
     if not path.is_file():
         raise FaceregenError(f"{path}: mask file not found")
     return read_mask(path)
+
+
+def photo_from_bytes(data: bytes, name: str,
+                     formats: Sequence[str] | None = UPLOAD_FORMATS) -> np.ndarray:
+    """`read_photo` for an upload held in memory; only the common photo formats by default."""
+    return decode_photo(io.BytesIO(data), name, formats)
+
+
+def label_map_from_bytes(data: bytes, name: str,
+                         formats: Sequence[str] | None = UPLOAD_FORMATS) -> np.ndarray:
+    """`read_label_map` for an upload held in memory (index or colour mask, same rules)."""
+    from faceregen.masks import read_mask
+
+    return read_mask(io.BytesIO(data), name, formats)
 
 
 @dataclass(frozen=True)
