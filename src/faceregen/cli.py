@@ -25,6 +25,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                    "faceregen.evaluation.cli:main"),
     "regen": ("regenerate a face from a mask and a reference photo",
               "faceregen.regen.cli:main"),
+    "studio": ("paint a mask in the browser and watch the face follow (local web server)",
+               "faceregen.studio.cli:main"),
     "data": ("synthesise or prepare CelebAMask-HQ-layout datasets",
              "faceregen.data.cli:main"),
     "export": ("export EMA generator weights to safetensors", "faceregen.export:main"),

@@ -1,0 +1,189 @@
+"""The studio's work on one request: decode uploads within limits, edit, regenerate.
+
+The model is loaded once. Requests run one at a time under a lock: a torch model on a CPU or
+one GPU gains nothing from racing requests, and serialising them bounds memory to one
+request's images. Uploads are data: they are decoded by Pillow's own decoders for the common
+photo formats only (:data:`faceregen.regen.inputs.UPLOAD_FORMATS`), after their header has
+shown a size within the pixel limit, and nothing from a request is used as a path.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from faceregen.errors import FaceregenError
+from faceregen.labels import LABEL_NAMES, PALETTE
+from faceregen.regen.editing import edit_label, parse_parts
+from faceregen.regen.generate import generate_prepared
+from faceregen.regen.inputs import UPLOAD_FORMATS, label_map_from_bytes, photo_from_bytes
+from faceregen.regen.jobs import Job, LoadedJob, compare_image, prepare_job
+from faceregen.regen.model import Regenerator
+from faceregen.regen.references import ReferenceMasks
+from faceregen.studio.gallery import Gallery, load_gallery
+
+DEFAULT_MAX_UPLOAD_BYTES = 32 * 1024 * 1024  # one request, all files together
+DEFAULT_MAX_PIXELS = 4096 * 4096  # one image
+
+
+class StudioError(FaceregenError):
+    """A request the studio refuses: ``status`` is the HTTP status, the message says why."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-request input limits: bytes of the whole upload, pixels of each image."""
+
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+
+@dataclass
+class Uploads:
+    """A regeneration request's files (bytes as uploaded) and fields."""
+
+    mask: bytes
+    ref: bytes | None = None
+    ref_mask: bytes | None = None
+    edit_from: bytes | None = None
+    parts: str | None = None
+
+
+def check_image_header(data: bytes, name: str, max_pixels: int) -> None:
+    """Refuse what is not an image of an allowed format, or is too large, before decoding it."""
+    if not data:
+        raise StudioError(f"{name}: the upload is empty")
+    try:
+        with Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS) as image:
+            width, height = image.size
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        raise StudioError(f"{name}: not an image in one of the formats "
+                          f"{', '.join(UPLOAD_FORMATS)}") from None
+    if width * height > max_pixels:
+        raise StudioError(f"{name}: {width}x{height} is {width * height} pixels, more than the "
+                          f"studio's limit of {max_pixels} pixels per image", status=413)
+
+
+class Studio:
+    """A loaded model with its gallery and reference parser, used by one request at a time."""
+
+    def __init__(self, regenerator: Regenerator, checkpoint: Path | str,
+                 parser_path: Path | None = None, limits: Limits | None = None,
+                 gallery: Gallery | None = None):
+        self.regenerator = regenerator
+        self.checkpoint = Path(checkpoint)
+        self.limits = limits or Limits()
+        self.reference_masks = ReferenceMasks(regenerator, parser_path, regenerator.device)
+        if gallery is None:
+            gallery = load_gallery(regenerator.config.data.get("root"))
+        self.gallery = gallery
+        self.lock = threading.Lock()
+        # The label map of the last regeneration, as decoded from the upload (before any
+        # edit): tests compare it with what the page painted.
+        self.last_mask: np.ndarray | None = None
+        self.requests_served = 0
+
+    @property
+    def needs_reference(self) -> bool:
+        return self.regenerator.style_encoder is not None
+
+    def health(self) -> dict:
+        config = self.regenerator.config
+        return {
+            "model": str(config.model.get("name", "unknown")),
+            "checkpoint": self.checkpoint.name,
+            "step": self.regenerator.step,
+            "size": self.regenerator.size,
+            "device": str(self.regenerator.device),
+            "needs_reference": self.needs_reference,
+            "parser": self.reference_masks.parser_path.is_file(),
+            "classes": [{"id": index, "name": name, "color": "#" + bytes(colour).hex()}
+                        for index, (name, colour) in enumerate(zip(LABEL_NAMES, PALETTE))],
+            "limits": {"max_upload_bytes": self.limits.max_upload_bytes,
+                       "max_pixels": self.limits.max_pixels},
+            "gallery": {"count": len(self.gallery.faces), "message": self.gallery.message},
+            "requests_served": self.requests_served,
+        }
+
+    def decode_mask(self, data: bytes, name: str) -> np.ndarray:
+        """An index or colour mask upload as uint8 labels (the rules of `faceregen regen`)."""
+        check_image_header(data, name, self.limits.max_pixels)
+        return label_map_from_bytes(data, name)
+
+    def decode_photo(self, data: bytes, name: str) -> np.ndarray:
+        check_image_header(data, name, self.limits.max_pixels)
+        return photo_from_bytes(data, name)
+
+    def edit(self, label: np.ndarray, edit_from: bytes | None, parts: str | None) -> np.ndarray:
+        """``--edit-from``/``--parts``: take the named parts of another mask (both or neither)."""
+        if (edit_from is None) != (parts is None):
+            raise StudioError("edit_from and parts go together: upload the other face's mask "
+                              "as edit_from and name the parts, e.g. parts=mouth,u_lip,l_lip")
+        if edit_from is None:
+            return label
+        part_ids = parse_parts(parts)
+        return edit_label(label, self.decode_mask(edit_from, "edit_from"), part_ids)
+
+    def reference_label(self, ref_image: np.ndarray) -> np.ndarray:
+        """The reference's label map predicted by the face parser, as `regen` does it."""
+        parser_path = self.reference_masks.parser_path
+        if not parser_path.is_file():
+            raise StudioError(
+                f"ref_mask: no reference mask uploaded and no face parser at {parser_path} to "
+                "predict it; upload the reference's mask as ref_mask, start the studio with "
+                "--parser PATH, or train one with `faceregen evaluators train --kind parser "
+                "--data <prepared data root>`", status=422)
+        return self.reference_masks.predict(Path("ref"), ref_image)
+
+    def mask(self, mask: bytes, edit_from: bytes | None = None,
+             parts: str | None = None) -> np.ndarray:
+        """A mask upload decoded (and edited): what the page paints on."""
+        with self.lock:
+            return self.edit(self.decode_mask(mask, "mask"), edit_from, parts)
+
+    def parse(self, ref: bytes) -> np.ndarray:
+        """The predicted label map of a reference photo upload, at the photo's size."""
+        with self.lock:
+            return self.reference_label(self.decode_photo(ref, "ref"))
+
+    def regenerate(self, uploads: Uploads) -> tuple[np.ndarray, LoadedJob]:
+        """The face for an upload set, at the mask's size, and the inputs it was made from.
+
+        The work is `faceregen regen`'s: `prepare_job` (which ignores the reference for the
+        pix2pixHD baseline) and `generate_prepared`.
+        """
+        with self.lock:
+            label = self.decode_mask(uploads.mask, "mask")
+            self.last_mask = label
+            label = self.edit(label, uploads.edit_from, uploads.parts)
+            ref_image = ref_label = None
+            if self.needs_reference:
+                if uploads.ref is None:
+                    raise StudioError("ref: this model transfers a reference's appearance; "
+                                      "upload a reference photo as ref")
+                ref_image = self.decode_photo(uploads.ref, "ref")
+                if uploads.ref_mask is not None:
+                    ref_label = self.decode_mask(uploads.ref_mask, "ref_mask")
+                else:
+                    ref_label = self.reference_label(ref_image)
+            # Names for error messages: uploads have no paths.
+            job = Job(Path("mask"), Path("ref"), Path("ref_mask"), Path("face.png"))
+            loaded = LoadedJob(job, label, ref_image, ref_label)
+            pair = prepare_job(loaded, self.regenerator, self.reference_masks)
+            face = generate_prepared(self.regenerator, [pair])[0]
+            self.requests_served += 1
+            return face, loaded
+
+    def compare(self, uploads: Uploads) -> np.ndarray:
+        """colour mask | reference | face, as `regen --compare` writes it."""
+        face, loaded = self.regenerate(uploads)
+        return compare_image(loaded.label, loaded.ref_image, face)

@@ -1,0 +1,346 @@
+"""`faceregen studio`'s HTTP API with Starlette's test client: the same results as `regen`,
+the gallery, limits, and bad uploads that never crash or wedge the server."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import threading
+
+import httpx2
+import numpy as np
+import pytest
+from PIL import Image
+from starlette.testclient import TestClient
+
+from faceregen import regen
+from faceregen.errors import FaceregenError
+from faceregen.labels import LABEL_NAMES, PALETTE
+from faceregen.studio.app import create_app
+from faceregen.studio.cli import background_server, bind_socket, load_studio
+from faceregen.studio.gallery import load_gallery
+from faceregen.studio.service import Limits
+
+SIZE = 32  # data.size of the tests' tiny config
+
+
+def png(array: np.ndarray, **save) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG", **save)
+    return buffer.getvalue()
+
+
+def decode(content: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(content)))
+
+
+@pytest.fixture(scope="module")
+def style_ckpt(tmp_path_factory, tiny_cfg, tiny_checkpoint, synthetic_dataset):
+    """The tiny style model, trained (randomly) on the synthetic set: that set is its gallery."""
+    return tiny_checkpoint(tmp_path_factory.mktemp("studio") / "last.pt",
+                           tiny_cfg(f"data.root={synthetic_dataset.root}"))
+
+
+@pytest.fixture(scope="module")
+def baseline_ckpt(tmp_path_factory, tiny_cfg, tiny_checkpoint):
+    return tiny_checkpoint(tmp_path_factory.mktemp("studio-base") / "last.pt",
+                           tiny_cfg("model=pix2pixhd", "data.root=/nonexistent/prepared"))
+
+
+@pytest.fixture(scope="module")
+def studio(style_ckpt):
+    return load_studio(style_ckpt, "cpu")
+
+
+@pytest.fixture(scope="module")
+def client(studio):
+    with TestClient(create_app(studio), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def face(studio):
+    """A gallery face: its label map, photo and, as another face, the next one's label map."""
+    first, second = list(studio.gallery.faces.values())[:2]
+    return {"label": first.label, "photo": first.photo, "other": second.label}
+
+
+def post(client, path: str, **files) -> httpx2.Response:
+    fields = {name: (f"{name}.png", value) for name, value in files.items()
+              if isinstance(value, bytes)}
+    data = {name: value for name, value in files.items() if isinstance(value, str)}
+    return client.post(path, files=fields, data=data)
+
+
+def regen_face(client, face, **extra) -> httpx2.Response:
+    return post(client, "/api/regen", mask=png(face["label"]), ref=png(face["photo"]),
+                ref_mask=png(face["label"]), **extra)
+
+
+def assert_error(response: httpx2.Response, status: int, *words: str) -> str:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    message = response.json()["error"]
+    for word in words:
+        assert word in message, message
+    return message
+
+
+def test_health_names_the_model_size_device_and_classes(client):
+    health = client.get("/api/health").json()
+    assert health["model"] == "style_pix2pixhd" and health["size"] == SIZE
+    assert health["device"] == "cpu" and health["needs_reference"] is True
+    assert [c["name"] for c in health["classes"]] == list(LABEL_NAMES)
+    assert [c["color"] for c in health["classes"]] == ["#" + bytes(c).hex() for c in PALETTE]
+    assert health["gallery"]["count"] == 12
+
+
+def test_page_and_its_files_are_served_and_nothing_else(client):
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    for name in ("/indexpng.js", "/mask.js", "/studio.js", "/studio.css"):
+        assert name in page.text and client.get(name).status_code == 200
+    assert "index PNG" in client.get("/indexpng.js").text
+    for path in ("/index.html", "/static/studio.js", "/../pyproject.toml",
+                 "/api/gallery/x/mask.png"):
+        assert_error(client.get(path), 404)
+
+
+def test_gallery_serves_the_checkpoints_dataset_faces(client, synthetic_dataset):
+    listing = client.get("/api/gallery").json()
+    assert len(listing["faces"]) == 12
+    entry = listing["faces"][0]
+    mask = decode(client.get(entry["mask"]).content)
+    on_disk = regen.read_label_map(synthetic_dataset.root / "labels" / f"{entry['id']}.png")
+    np.testing.assert_array_equal(mask, on_disk)
+    assert decode(client.get(entry["image"]).content).shape == (SIZE, SIZE, 3)
+    assert_error(client.get("/api/gallery/999999/image.png"), 404, "999999", "not in the gallery")
+
+
+def test_gallery_without_the_dataset_is_empty_with_a_message(tmp_path):
+    gallery = load_gallery(tmp_path / "missing")
+    assert gallery.faces == {} and "not on this machine" in gallery.message
+
+
+def test_regen_answers_what_regen_computes(client, studio, face):
+    response = regen_face(client, face)
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    expected = regen.regenerate_arrays(studio.regenerator, face["label"], face["photo"],
+                                       face["label"])
+    np.testing.assert_array_equal(decode(response.content), expected)
+    np.testing.assert_array_equal(studio.last_mask, face["label"])
+
+
+def test_regen_answers_at_the_masks_size_and_reads_colour_masks(client, face):
+    wide = np.asarray(Image.fromarray(face["label"]).resize((48, 24), Image.Resampling.NEAREST))
+    by_index = post(client, "/api/regen", mask=png(wide), ref=png(face["photo"]),
+                    ref_mask=png(face["label"]))
+    by_colour = post(client, "/api/regen", mask=png(PALETTE[wide]), ref=png(face["photo"]),
+                     ref_mask=png(PALETTE[face["label"]]))
+    assert decode(by_index.content).shape == (24, 48, 3)
+    assert by_index.content == by_colour.content
+
+
+def test_edit_from_and_parts_take_parts_of_another_face(client, studio, face):
+    parts = "mouth,u_lip,l_lip"
+    edited = regen.edit_label(face["label"], face["other"], regen.parse_parts(parts))
+    mask = post(client, "/api/mask", mask=png(face["label"]), edit_from=png(face["other"]),
+                parts=parts)
+    np.testing.assert_array_equal(decode(mask.content), edited)
+    response = regen_face(client, face, edit_from=png(face["other"]), parts=parts)
+    expected = regen.regenerate_arrays(studio.regenerator, edited, face["photo"], face["label"])
+    np.testing.assert_array_equal(decode(response.content), expected)
+
+
+def test_compare_is_mask_reference_and_face(client, face):
+    strip = decode(post(client, "/api/compare", mask=png(face["label"]), ref=png(face["photo"]),
+                        ref_mask=png(face["label"])).content)
+    face_png = decode(regen_face(client, face).content)
+    assert strip.shape == (SIZE, 3 * SIZE, 3)
+    np.testing.assert_array_equal(strip[:, :SIZE], PALETTE[face["label"]])
+    np.testing.assert_array_equal(strip[:, 2 * SIZE:], face_png)
+
+
+def test_mask_endpoint_returns_an_index_png(client, face):
+    answer = decode(post(client, "/api/mask", mask=png(PALETTE[face["label"]])).content)
+    assert answer.dtype == np.uint8 and answer.ndim == 2
+    np.testing.assert_array_equal(answer, face["label"])
+
+
+def test_missing_parser_says_how_to_get_one(client, face):
+    response = post(client, "/api/regen", mask=png(face["label"]), ref=png(face["photo"]))
+    assert_error(response, 422, "ref_mask", "--parser", "faceregen evaluators train")
+    assert_error(post(client, "/api/parse", ref=png(face["photo"])), 422, "ref_mask")
+
+
+def test_reference_mask_predicted_by_the_parser(style_ckpt, face, tmp_path):
+    from faceregen.evaluation.evaluators import save_evaluator
+    from faceregen.models.networks import UNetParser
+
+    architecture = {"channels": 4, "depth": 2}
+    parser_path = tmp_path / "parser.pt"
+    save_evaluator(parser_path, "parser", UNetParser(**architecture), architecture,
+                   image_size=SIZE, data_root=tmp_path, steps=0, metrics={})
+    studio = load_studio(style_ckpt, "cpu", parser_path, gallery_size=0)
+    with TestClient(create_app(studio)) as client:
+        assert client.get("/api/health").json()["parser"] is True
+        tall = np.asarray(Image.fromarray(face["photo"]).resize((24, 40)))
+        predicted = decode(post(client, "/api/parse", ref=png(tall)).content)
+        assert predicted.shape == (40, 24) and predicted.max() < len(LABEL_NAMES)
+        parsed = post(client, "/api/regen", mask=png(face["label"]), ref=png(tall))
+        given = post(client, "/api/regen", mask=png(face["label"]), ref=png(tall),
+                     ref_mask=png(predicted))
+        assert parsed.status_code == 200 and parsed.content == given.content
+
+
+def test_baseline_needs_no_reference_and_has_an_empty_gallery(baseline_ckpt, face):
+    studio = load_studio(baseline_ckpt, "cpu")
+    with TestClient(create_app(studio)) as client:
+        health = client.get("/api/health").json()
+        assert health["model"] == "pix2pixhd" and health["needs_reference"] is False
+        listing = client.get("/api/gallery").json()
+        assert listing["faces"] == [] and "not on this machine" in listing["message"]
+        response = post(client, "/api/regen", mask=png(face["label"]))
+        assert response.status_code == 200
+        expected = regen.regenerate_arrays(studio.regenerator, face["label"])
+        np.testing.assert_array_equal(decode(response.content), expected)
+
+
+def bad_requests(face):
+    """(what, request kwargs, status, words of the error) for uploads the server must refuse."""
+    good = {"ref": png(face["photo"]), "ref_mask": png(face["label"])}
+    off_palette = np.full((SIZE, SIZE, 3), (123, 45, 67), np.uint8)
+    truncated = png(face["label"])[:40]
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 32 32\nshowpage\n"
+    return [
+        ("random bytes", {"mask": b"\x00garbage" * 50, **good}, 400, ["mask", "not an image"]),
+        ("truncated png", {"mask": truncated, **good}, 400, ["mask"]),
+        ("postscript", {"mask": eps, **good}, 400, ["mask", "not an image"]),
+        ("empty file", {"mask": b"", **good}, 400, ["mask", "empty"]),
+        ("off-palette colours", {"mask": png(off_palette), **good}, 400, ["mask", "palette"]),
+        ("index out of range", {"mask": png(np.full((8, 8), 40, np.uint8)), **good}, 400,
+         ["mask", "0..18"]),
+        ("bad reference", {"mask": png(face["label"]), "ref": b"nope", "ref_mask": good[
+            "ref_mask"]}, 400, ["ref"]),
+        ("no mask", {**good}, 400, ["mask", "missing"]),
+        ("no reference", {"mask": png(face["label"])}, 400, ["ref", "reference photo"]),
+        ("parts alone", {"mask": png(face["label"]), "parts": "mouth", **good}, 400,
+         ["edit_from and parts"]),
+        ("unknown part", {"mask": png(face["label"]), "edit_from": png(face["other"]),
+                          "parts": "moustache", **good}, 400, ["moustache", "valid names"]),
+        ("aspect mismatch", {"mask": png(face["label"]), "ref": good["ref"],
+                             "ref_mask": png(np.zeros((SIZE, 2 * SIZE), np.uint8))}, 400,
+         ["aspect ratio"]),
+    ]
+
+
+def test_bad_uploads_are_4xx_json_and_the_next_good_request_works(client, face):
+    expected = regen_face(client, face).content
+    for what, files, status, words in bad_requests(face):
+        assert_error(post(client, "/api/regen", **files), status, *words), what
+        after = regen_face(client, face)
+        assert after.status_code == 200 and after.content == expected, what
+
+
+def test_malformed_requests(client, face):
+    assert_error(client.post("/api/regen", json={"mask": "x"}), 400, "multipart/form-data")
+    assert_error(client.post("/api/regen", data={"mask": "text"}, files={"x": ("x", b"1")}),
+                 400, "mask", "file upload")
+    assert_error(client.post("/api/regen", content=b"--x\r\nbroken",
+                             headers={"content-type": "multipart/form-data; boundary=x"}), 400)
+    assert_error(client.get("/api/regen"), 405)
+    assert regen_face(client, face).status_code == 200
+
+
+def test_limits_on_pixels_and_bytes(style_ckpt, face):
+    studio = load_studio(style_ckpt, "cpu", gallery_size=0,
+                         limits=Limits(max_upload_bytes=20_000, max_pixels=40 * 40))
+    with TestClient(create_app(studio)) as client:
+        big = np.zeros((41, 40), np.uint8)
+        assert_error(post(client, "/api/regen", mask=png(big), ref=png(face["photo"]),
+                          ref_mask=png(face["label"])), 413, "mask", "1640 pixels", "1600")
+        noise = np.random.default_rng(0).integers(0, 256, (40, 40, 3), np.uint8)
+        huge = png(noise, compress_level=0) * 5
+        assert_error(post(client, "/api/regen", mask=png(face["label"]), ref=huge,
+                          ref_mask=png(face["label"])), 413, "20000 bytes")
+
+        def chunks():  # no Content-Length: the limit counts the streamed body
+            yield b"--b\r\nContent-Disposition: form-data; name=\"mask\"; filename=\"m\"\r\n\r\n"
+            for _ in range(30):
+                yield b"\0" * 1000
+
+        streamed = client.post("/api/regen", content=chunks(),
+                               headers={"content-type": "multipart/form-data; boundary=b"})
+        assert_error(streamed, 413, "20000 bytes")
+        assert regen_face(client, face).status_code == 200
+
+
+def test_an_internal_error_is_json_500_and_the_server_goes_on(client, face, monkeypatch):
+    import faceregen.studio.service as service
+
+    expected = regen_face(client, face).content
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated failure")
+
+    monkeypatch.setattr(service, "generate_prepared", broken)
+    assert_error(regen_face(client, face), 500, "internal error", "RuntimeError")
+    monkeypatch.undo()
+    assert regen_face(client, face).content == expected
+
+
+def test_concurrent_requests_are_served_one_at_a_time_with_correct_answers(studio, face):
+    """Several clients at once on a real server: every answer is its own mask's face."""
+    masks = [face["label"], face["other"], np.roll(face["label"], 3, axis=1),
+             np.zeros_like(face["label"])]
+    expected = [regen.regenerate_arrays(studio.regenerator, m, face["photo"], face["label"])
+                for m in masks]
+    results, errors = {}, []
+
+    def worker(index: int, base: str) -> None:
+        try:
+            with httpx2.Client(base_url=base, timeout=60) as http:
+                for _ in range(3):
+                    response = http.post("/api/regen", files={
+                        "mask": ("m.png", png(masks[index])), "ref": ("r.png", png(face["photo"])),
+                        "ref_mask": ("rm.png", png(face["label"]))})
+                    results.setdefault(index, []).append(decode(response.content))
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    with background_server(studio) as base:
+        threads = [threading.Thread(target=worker, args=(i, base)) for i in range(len(masks))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert not errors, errors
+    for index, answers in results.items():
+        assert len(answers) == 3
+        for answer in answers:
+            np.testing.assert_array_equal(answer, expected[index])
+
+
+def test_a_busy_port_is_a_user_error():
+    with bind_socket("127.0.0.1", 0) as busy:
+        with pytest.raises(FaceregenError, match="cannot listen on 127.0.0.1"):
+            bind_socket("127.0.0.1", busy.getsockname()[1])
+
+
+def test_the_command_prints_the_url_and_serves(style_ckpt):
+    """`faceregen studio` end to end: the URL line, then the page and the health check."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "faceregen", "studio", "--ckpt", str(style_ckpt), "--port", "0",
+         "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [process.stdout.readline(), process.stdout.readline()]
+        assert lines[0].startswith("faceregen studio: style_pix2pixhd"), lines
+        assert lines[1].startswith("open http://127.0.0.1:"), lines
+        url = lines[1].split()[1]
+        with httpx2.Client(base_url=url, timeout=30) as http:
+            assert http.get("/api/health").json()["size"] == SIZE
+            assert "faceregen studio" in http.get("/").text
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
