@@ -276,6 +276,21 @@ def test_limits_on_pixels_and_bytes(style_ckpt, face):
         assert regen_face(client, face).status_code == 200
 
 
+def test_a_decompression_bomb_is_refused_from_its_header(client, face):
+    """A PNG that claims 60000x60000 pixels in a few bytes is never decoded."""
+    import struct
+    import zlib
+
+    data = bytearray(png(np.zeros((1, 1), np.uint8)))
+    data[16:24] = struct.pack(">II", 60000, 60000)  # IHDR width and height
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    for field in ("mask", "ref"):
+        files = {"mask": png(face["label"]), "ref": png(face["photo"]),
+                 "ref_mask": png(face["label"]), field: bytes(data)}
+        assert_error(post(client, "/api/regen", **files), 413, field, "3600000000 pixels")
+    assert regen_face(client, face).status_code == 200
+
+
 def test_an_internal_error_is_json_500_and_the_server_goes_on(client, face, monkeypatch):
     import faceregen.studio.service as service
 

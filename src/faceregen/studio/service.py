@@ -65,7 +65,10 @@ def check_image_header(data: bytes, name: str, max_pixels: int) -> None:
     try:
         with Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS) as image:
             width, height = image.size
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+    except Image.DecompressionBombError as exc:  # Pillow's own, far larger, limit
+        raise StudioError(f"{name}: more pixels than the studio's limit of {max_pixels} "
+                          f"({exc})", status=413) from None
+    except (OSError, ValueError, SyntaxError):
         raise StudioError(f"{name}: not an image in one of the formats "
                           f"{', '.join(UPLOAD_FORMATS)}") from None
     if width * height > max_pixels:
