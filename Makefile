@@ -1,5 +1,7 @@
 # The README's two commands: `make demo` (the main job on the embedded offline default) and
-# `make test` (lint + the whole test suite). Both create .venv on first use.
+# `make test` (lint + the whole test suite). Both create .venv on first use and install the
+# package with its `dev` extra (pytest, ruff, the studio's test client and Playwright). The
+# studio's browser test also needs a Chromium: `.ci/run` installs Debian's when it is missing.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -21,6 +23,7 @@ demo: $(STAMP)
 	$(BIN)/faceregen regen --ckpt $(DEMO)/train/checkpoints/last.pt --out $(DEMO)/regen.png \
 		--compare $$($(BIN)/python scripts/demo_regen_args.py data/synthetic/prepared-64)
 	@echo "results: $(DEMO)/train (samples/, tb/, checkpoints/), $(DEMO)/eval/table.md, $(DEMO)/regen_compare.png (mask | reference | result)"
+	@echo "paint masks in the browser: $(BIN)/faceregen studio --ckpt $(DEMO)/train/checkpoints/last.pt"
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests scripts
