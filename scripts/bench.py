@@ -4,6 +4,7 @@
     python scripts/bench.py --model pix2pixhd --size 64 --batch 4 --ngf 32 --n-downsample 3
     python scripts/bench.py --device cuda --precision bf16 --channels-last +experiment=celebamask
     python scripts/bench.py --task regen --size 512 +experiment=celebamask   # regen latency
+    python scripts/bench.py --task studio --steps 20                     # studio HTTP round trip
     python scripts/bench.py --task data --workers 4 +experiment=celebamask    # loader img/s
     python scripts/bench.py --step reference ...           # pix2pixHD's own step, same networks
 
@@ -215,6 +216,87 @@ def bench_regen(cfg: DictConfig, device: torch.device, steps: int, warmup: int) 
     return {"latency_s_per_image": sum(times) / len(times), "min_s": min(times)}
 
 
+def multipart_body(files: dict[str, bytes], boundary: str) -> bytes:
+    """A multipart/form-data body of PNG file fields, as a browser's FormData sends it."""
+    parts = []
+    for name, data in files.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
+                     f'filename="{name}.png"\r\nContent-Type: image/png\r\n\r\n'.encode())
+        parts += [data, b"\r\n"]
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts)
+
+
+def bench_studio(cfg: DictConfig, device: torch.device, steps: int, warmup: int,
+                 exact: bool = False) -> dict:
+    """HTTP round trip of the studio's POST /api/regen on a real server on 127.0.0.1.
+
+    The server runs in a thread of this process; the client sends what the page sends after
+    each stroke (the index PNG mask, the reference photo and its index PNG mask) on one
+    keep-alive connection and reads the whole PNG answer. One synthetic face at the model
+    size stands in for the data. The networks are laid out as `faceregen studio` lays them
+    out: channels_last on the CPU unless ``exact``.
+    """
+    import http.client
+    import io
+    import statistics
+
+    import numpy as np
+    from PIL import Image
+
+    from faceregen.data.synth import synthesize_face
+    from faceregen.regen import Regenerator
+    from faceregen.regen.model import use_channels_last
+    from faceregen.studio.cli import background_server
+    from faceregen.studio.gallery import Gallery
+    from faceregen.studio.service import Studio
+
+    nets = build_networks(cfg.model)
+    regenerator = Regenerator(
+        nets.generator.to(device).eval(),
+        nets.style_encoder.to(device).eval() if nets.style_encoder is not None else None,
+        cfg, 0, device)
+    if device.type == "cpu" and not exact:
+        use_channels_last(regenerator)
+    studio = Studio(regenerator, "random-weights", gallery=Gallery({}, "none"))
+    s = cfg.data.size
+    photo, label, _, _ = synthesize_face(0, seed=0, size=s)
+    label = Image.fromarray(label).resize((s, s), Image.Resampling.NEAREST)
+
+    def png(image: Image.Image) -> bytes:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    files = {"mask": png(label), "ref": png(photo), "ref_mask": png(label)}
+    boundary = "faceregen-bench"
+    body = multipart_body(files, boundary)
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    times, server_times = [], []
+    with background_server(studio) as url:
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        connection = http.client.HTTPConnection(host, int(port), timeout=600)
+        for i in range(warmup + steps):
+            start = time.perf_counter()
+            connection.request("POST", "/api/regen", body=body, headers=headers)
+            response = connection.getresponse()
+            answer = response.read()
+            elapsed = time.perf_counter() - start
+            if response.status != 200:
+                raise SystemExit(f"POST /api/regen answered {response.status}: {answer[:300]}")
+            if i >= warmup:
+                times.append(elapsed)
+                server_times.append(float(response.getheader("X-Regen-Seconds")))
+        connection.close()
+    face = np.asarray(Image.open(io.BytesIO(answer)))
+    deciles = statistics.quantiles(times, n=10, method="inclusive")
+    return {"requests": steps, "median_s": statistics.median(times), "p90_s": deciles[-1],
+            "min_s": min(times), "max_s": max(times),
+            "server_median_s": statistics.median(server_times),
+            "upload_bytes": len(body), "answer_shape": list(face.shape),
+            "layout": "plain (exact)" if exact or device.type != "cpu" else "channels_last"}
+
+
 def bench_data(cfg: DictConfig, workers: int, steps: int, warmup: int) -> dict:
     """Batches per second from the trainer's loader: decode, flip, reference pairing, collate."""
     from faceregen.data import ensure_dataset
@@ -238,7 +320,7 @@ def bench_data(cfg: DictConfig, workers: int, steps: int, warmup: int) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--task", default="train", choices=["train", "regen", "data"])
+    parser.add_argument("--task", default="train", choices=["train", "regen", "studio", "data"])
     parser.add_argument("--model", default="style_pix2pixhd",
                         choices=["style_pix2pixhd", "pix2pixhd"])
     parser.add_argument("--size", type=int, default=None, help="default: data.size")
@@ -254,6 +336,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile as trainer.compile=true (warm-up steps compile)")
+    parser.add_argument("--exact", action="store_true",
+                        help="--task studio: the plain layout (`faceregen studio --exact`)")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
@@ -270,6 +354,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.task == "regen":
         with torch.inference_mode():
             result = bench_regen(cfg, device, args.steps, args.warmup)
+    elif args.task == "studio":
+        result = bench_studio(cfg, device, args.steps, args.warmup, args.exact)
     elif args.task == "data":
         workers = cfg.data.num_workers if args.workers is None else args.workers
         result = bench_data(cfg, workers, args.steps, args.warmup)

@@ -132,6 +132,21 @@ def test_regen_answers_what_regen_computes(client, studio, face):
     np.testing.assert_array_equal(studio.last_mask, face["label"])
 
 
+def test_exact_is_regen_pixel_for_pixel_and_the_cpu_layout_within_rounding(style_ckpt, face):
+    """`--exact` computes what `faceregen regen` does; the default channels_last layout on the
+    CPU computes the same function, so values move by at most one, and rarely."""
+    plain = regen.regenerate_arrays(regen.load_model(style_ckpt, "cpu"), face["label"],
+                                    face["photo"], face["label"])
+    answers = {}
+    for exact in (True, False):
+        studio = load_studio(style_ckpt, "cpu", gallery_size=0, exact=exact)
+        with TestClient(create_app(studio)) as client:
+            answers[exact] = decode(regen_face(client, face).content).astype(int)
+    np.testing.assert_array_equal(answers[True], plain)
+    difference = np.abs(answers[False] - plain)
+    assert difference.max() <= 1 and (difference > 0).mean() < 0.01
+
+
 def test_regen_answers_at_the_masks_size_and_reads_colour_masks(client, face):
     wide = np.asarray(Image.fromarray(face["label"]).resize((48, 24), Image.Resampling.NEAREST))
     by_index = post(client, "/api/regen", mask=png(wide), ref=png(face["photo"]),
@@ -359,3 +374,24 @@ def test_the_command_prints_the_url_and_serves(style_ckpt):
     finally:
         process.terminate()
         process.communicate(timeout=30)
+
+
+def test_bench_times_the_http_round_trip(capsys):
+    """scripts/bench.py --task studio on the tiny networks: a real server, N requests."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench.py"
+    spec = importlib.util.spec_from_file_location("bench", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    GlobalHydra.instance().clear()
+    bench.main(["--task", "studio", "--size", "32", "--steps", "3", "--warmup", "1",
+                "model/size=tiny"])
+    report = json.loads(capsys.readouterr().out)
+    assert report["task"] == "studio" and report["requests"] == 3
+    assert 0 < report["min_s"] <= report["median_s"] <= report["p90_s"] <= report["max_s"]
+    assert report["answer_shape"] == [32, 32, 3] and report["upload_bytes"] > 0

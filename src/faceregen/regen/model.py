@@ -137,6 +137,47 @@ def load_exported_regenerator(path: str | os.PathLike,
                              group(STYLE_ENCODER_PREFIX), step, device, path)
 
 
+class GroupInstanceNorm(torch.nn.Module):
+    """``InstanceNorm2d(affine=False)`` computed as ``group_norm`` with a group per channel.
+
+    The same function; on the CPU it keeps a channels_last tensor in that layout and runs about
+    twice as fast, where InstanceNorm converts the tensor back to NCHW and is slower still.
+    """
+
+    def __init__(self, eps: float):
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.group_norm(x, x.shape[1], eps=self.eps)
+
+
+def use_channels_last(regenerator: Regenerator) -> Regenerator:
+    """Lay the networks out for faster CPU inference (the studio's default on the CPU).
+
+    channels_last weights (oneDNN's fast path for convolutions, above all the 19-channel input
+    and the transposed convolutions) and InstanceNorm as :class:`GroupInstanceNorm`. About a
+    quarter faster at 512 px on a 2-core CPU (docs/speed.md). The networks compute the same
+    function; float rounding differs, which moves about 0.1 % of the uint8 pixel values by one.
+    `faceregen regen` and `eval` keep the plain layout, so their figures stay exactly
+    reproducible.
+    """
+
+    def replace_norms(module: torch.nn.Module) -> None:
+        for name, child in module.named_children():
+            if (isinstance(child, torch.nn.InstanceNorm2d) and not child.affine
+                    and not child.track_running_stats):
+                setattr(module, name, GroupInstanceNorm(child.eps))
+            else:
+                replace_norms(child)
+
+    for network in (regenerator.generator, regenerator.style_encoder):
+        if network is not None:
+            replace_norms(network)
+            network.to(memory_format=torch.channels_last)
+    return regenerator
+
+
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> Regenerator:
     """A Regenerator from a training checkpoint (.pt) or a `faceregen export` file."""
     if Path(path).suffix == ".safetensors":

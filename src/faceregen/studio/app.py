@@ -90,10 +90,12 @@ def error_response(message: str, status: int) -> JSONResponse:
 
 
 def png_response(image, started: float | None = None) -> Response:
+    """A PNG answer; ``started`` adds the server's time for the request, encoding included."""
+    content = encode_png(image)
     headers = dict(NO_STORE)
     if started is not None:
         headers["X-Regen-Seconds"] = f"{time.perf_counter() - started:.4f}"
-    return Response(encode_png(image), media_type="image/png", headers=headers)
+    return Response(content, media_type="image/png", headers=headers)
 
 
 async def read_uploads(request: Request, required: tuple[str, ...]) -> Uploads:

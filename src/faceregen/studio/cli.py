@@ -34,6 +34,10 @@ def build_argparser() -> argparse.ArgumentParser:
     parser.add_argument("--parser", type=Path,
                         help="face parser for predicting reference masks (default: "
                              "<data root>/evaluators/parser.pt of the checkpoint's config)")
+    parser.add_argument("--exact", action="store_true",
+                        help="compute pixel for pixel what `faceregen regen` computes; by default "
+                             "the CPU runs the networks in channels_last, about a quarter faster, "
+                             "which moves ~0.1%% of pixel values by one (float rounding)")
     parser.add_argument("--gallery", type=int, default=DEFAULT_GALLERY_SIZE,
                         help=f"faces of the checkpoint's dataset to offer (default "
                              f"{DEFAULT_GALLERY_SIZE}; 0: none)")
@@ -47,14 +51,19 @@ def build_argparser() -> argparse.ArgumentParser:
 
 
 def load_studio(ckpt: Path | None, device: str = "cpu", parser_path: Path | None = None,
-                gallery_size: int = DEFAULT_GALLERY_SIZE, limits: Limits | None = None
-                ) -> Studio:
-    """The model (loaded once), its gallery and limits: everything the app serves."""
-    from faceregen.regen.model import load_model
+                gallery_size: int = DEFAULT_GALLERY_SIZE, limits: Limits | None = None,
+                exact: bool = False) -> Studio:
+    """The model (loaded once), its gallery and limits: everything the app serves.
+
+    On the CPU the networks run in channels_last unless ``exact`` (see `use_channels_last`).
+    """
+    from faceregen.regen.model import load_model, use_channels_last
     from faceregen.utils import resolve_device
 
     ckpt = ckpt or find_latest_checkpoint()
     regenerator = load_model(ckpt, resolve_device(device))
+    if regenerator.device.type == "cpu" and not exact:
+        use_channels_last(regenerator)
     gallery = load_gallery(regenerator.config.data.get("root"), gallery_size)
     return Studio(regenerator, ckpt, parser_path, limits, gallery)
 
@@ -132,5 +141,5 @@ def main(argv: list[str]) -> None:
         raise FaceregenError("--max-upload-mb and --max-pixels must be positive")
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20),
                     max_pixels=args.max_pixels)
-    studio = load_studio(args.ckpt, args.device, args.parser, args.gallery, limits)
+    studio = load_studio(args.ckpt, args.device, args.parser, args.gallery, limits, args.exact)
     serve(studio, args.host, args.port)
