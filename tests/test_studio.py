@@ -147,6 +147,20 @@ def test_exact_is_regen_pixel_for_pixel_and_the_cpu_layout_within_rounding(style
     assert difference.max() <= 1 and (difference > 0).mean() < 0.01
 
 
+def test_a_reference_is_encoded_once_while_the_mask_changes(style_ckpt, face):
+    studio = load_studio(style_ckpt, "cpu", gallery_size=0)
+    calls = []
+    studio.regenerator.style_encoder.register_forward_hook(lambda *args: calls.append(1))
+    with TestClient(create_app(studio)) as client:
+        faces = [post(client, "/api/regen", mask=png(label), ref=png(face["photo"]),
+                      ref_mask=png(face["label"])).content
+                 for label in (face["label"], face["other"], face["label"])]
+        assert len(calls) == 1 and faces[0] == faces[2] and faces[0] != faces[1]
+        post(client, "/api/regen", mask=png(face["label"]), ref=png(face["photo"][::-1].copy()),
+             ref_mask=png(face["label"][::-1].copy()))
+        assert len(calls) == 2
+
+
 def test_regen_answers_at_the_masks_size_and_reads_colour_masks(client, face):
     wide = np.asarray(Image.fromarray(face["label"]).resize((48, 24), Image.Resampling.NEAREST))
     by_index = post(client, "/api/regen", mask=png(wide), ref=png(face["photo"]),

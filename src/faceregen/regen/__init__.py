@@ -16,8 +16,10 @@ The studio (:mod:`faceregen.studio`) calls these same functions on uploads held 
 from faceregen.regen.editing import edit_label, parse_parts
 from faceregen.regen.generate import (
     PreparedPair,
+    fit_reference,
     generate_prepared,
     prepare_pair,
+    reference_style,
     regenerate_arrays,
 )
 from faceregen.regen.inputs import (
@@ -43,8 +45,8 @@ from faceregen.regen.references import ReferenceMasks, parse_photo
 
 __all__ = [
     "Placement", "PreparedPair", "ReferenceMasks", "Regenerator", "decode_photo", "edit_label",
-    "fit_label", "fit_photo", "generate_prepared", "label_map_from_bytes",
+    "fit_label", "fit_photo", "fit_reference", "generate_prepared", "label_map_from_bytes",
     "load_exported_regenerator", "load_model", "load_regenerator", "parse_parts", "parse_photo",
     "photo_from_bytes", "photo_to_rgb", "placement_for", "prepare_pair", "read_label_map",
-    "read_photo", "regenerate_arrays", "restore_photo",
+    "read_photo", "reference_style", "regenerate_arrays", "restore_photo",
 ]

@@ -31,6 +31,17 @@ class PreparedPair:
     ref_label: np.ndarray | None
 
 
+def fit_reference(ref_image: np.ndarray, ref_mask: np.ndarray | None, size: int,
+                  ref_name: str = "the reference",
+                  ref_mask_name: str = "the reference mask") -> tuple[np.ndarray, np.ndarray]:
+    """Letterbox a reference photo and its mask (which must overlay it) to size×size."""
+    if ref_mask is None:
+        raise FaceregenError(f"{ref_name}: no label map for the reference")
+    check_same_aspect(ref_image.shape, ref_mask.shape, ref_name, ref_mask_name)
+    ref_placement = placement_for(ref_image.shape[0], ref_image.shape[1], size)
+    return fit_photo(ref_image, ref_placement), fit_label(ref_mask, ref_placement)
+
+
 def prepare_pair(mask: np.ndarray, ref_image: np.ndarray | None, ref_mask: np.ndarray | None,
                  size: int, ref_name: str = "the reference",
                  ref_mask_name: str = "the reference mask") -> PreparedPair:
@@ -38,19 +49,32 @@ def prepare_pair(mask: np.ndarray, ref_image: np.ndarray | None, ref_mask: np.nd
     placement = placement_for(mask.shape[0], mask.shape[1], size)
     fitted_ref = fitted_ref_label = None
     if ref_image is not None:
-        if ref_mask is None:
-            raise FaceregenError(f"{ref_name}: no label map for the reference")
-        check_same_aspect(ref_image.shape, ref_mask.shape, ref_name, ref_mask_name)
-        ref_placement = placement_for(ref_image.shape[0], ref_image.shape[1], size)
-        fitted_ref = fit_photo(ref_image, ref_placement)
-        fitted_ref_label = fit_label(ref_mask, ref_placement)
+        fitted_ref, fitted_ref_label = fit_reference(ref_image, ref_mask, size, ref_name,
+                                                     ref_mask_name)
     return PreparedPair(fit_label(mask, placement), placement, fitted_ref, fitted_ref_label)
 
 
-def generate_prepared(regenerator: Regenerator,
-                      pairs: Sequence[PreparedPair]) -> list[np.ndarray]:
-    """Run one batch through the model; each result is uint8 at its mask's original size."""
+def reference_style(regenerator: Regenerator, ref_image: np.ndarray, ref_mask: np.ndarray,
+                    ref_name: str = "the reference",
+                    ref_mask_name: str = "the reference mask") -> torch.Tensor | None:
+    """A reference's style [1,P], fitted as `prepare_pair` fits it, for `generate_prepared`'s
+    ``style``: the studio computes it once per reference instead of once per stroke."""
+    fitted_ref, fitted_ref_label = fit_reference(ref_image, ref_mask, regenerator.size,
+                                                 ref_name, ref_mask_name)
+    return regenerator.encode_style(from_hwc(fitted_ref[None]),
+                                    torch.from_numpy(fitted_ref_label[None]).long())
+
+
+def generate_prepared(regenerator: Regenerator, pairs: Sequence[PreparedPair],
+                      style: torch.Tensor | None = None) -> list[np.ndarray]:
+    """Run one batch through the model; each result is uint8 at its mask's original size.
+
+    ``style`` (one reference's, from `reference_style`) stands in for the pairs' references.
+    """
     labels = torch.from_numpy(np.stack([pair.label for pair in pairs])).long()
+    if style is not None:
+        generated = to_hwc(regenerator(labels, style=style.expand(len(pairs), -1)))
+        return [restore_photo(image, pair.placement) for image, pair in zip(generated, pairs)]
     ref_images = ref_labels = None
     if regenerator.style_encoder is not None:
         if any(pair.ref_image is None for pair in pairs):

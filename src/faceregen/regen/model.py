@@ -46,13 +46,31 @@ class Regenerator:
         return int(self.config.model.generator.label_classes)
 
     @torch.no_grad()
+    def encode_style(self, ref_image: torch.Tensor, ref_label: torch.Tensor
+                     ) -> torch.Tensor | None:
+        """The AdaIN parameters [B,P] of references (None for the baseline): one reference's
+        style serves any number of label maps, so the studio computes it once per reference."""
+        from faceregen.masks import one_hot
+
+        if self.style_encoder is None:
+            return None
+        return self.style_encoder(ref_image.to(self.device),
+                                  one_hot(ref_label.to(self.device), self.label_classes))
+
+    @torch.no_grad()
     def __call__(self, label: torch.Tensor, ref_image: torch.Tensor | None = None,
-                 ref_label: torch.Tensor | None = None) -> torch.Tensor:
-        """label, ref_label: long [B,H,W]; ref_image: [B,3,H,W] in [-1,1] -> [B,3,H,W] in [-1,1]."""
+                 ref_label: torch.Tensor | None = None,
+                 style: torch.Tensor | None = None) -> torch.Tensor:
+        """label, ref_label: long [B,H,W]; ref_image: [B,3,H,W] in [-1,1] -> [B,3,H,W] in [-1,1].
+
+        ``style`` (from :meth:`encode_style`) replaces the reference when given.
+        """
         from faceregen.masks import one_hot
         from faceregen.models import generate
 
         label_onehot = one_hot(label.to(self.device), self.label_classes)
+        if style is not None and self.style_encoder is not None:
+            return self.generator(label_onehot, style.to(self.device))
         ref_onehot = None
         if self.style_encoder is not None:
             if ref_image is None or ref_label is None:

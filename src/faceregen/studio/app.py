@@ -166,7 +166,7 @@ async def gallery_mask(request: Request) -> Response:
 async def regen(request: Request) -> Response:
     started = time.perf_counter()
     uploads = await read_uploads(request, ("mask",))
-    face, _ = await run_in_threadpool(studio_of(request).regenerate, uploads)
+    face, _, _ = await run_in_threadpool(studio_of(request).regenerate, uploads)
     return png_response(face, started)
 
 

@@ -2,33 +2,38 @@
 
 The model is loaded once. Requests run one at a time under a lock: a torch model on a CPU or
 one GPU gains nothing from racing requests, and serialising them bounds memory to one
-request's images. Uploads are data: they are decoded by Pillow's own decoders for the common
-photo formats only (:data:`faceregen.regen.inputs.UPLOAD_FORMATS`), after their header has
-shown a size within the pixel limit, and nothing from a request is used as a path.
+request's images (and a few references, kept with their style while the user paints).
+Uploads are data: they are decoded by Pillow's own decoders for the common photo formats only
+(:data:`faceregen.regen.inputs.UPLOAD_FORMATS`), after their header has shown a size within
+the pixel limit, and nothing from a request is used as a path.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from faceregen.errors import FaceregenError
 from faceregen.labels import LABEL_NAMES, PALETTE
 from faceregen.regen.editing import edit_label, parse_parts
-from faceregen.regen.generate import generate_prepared
+from faceregen.regen.generate import generate_prepared, prepare_pair, reference_style
 from faceregen.regen.inputs import UPLOAD_FORMATS, label_map_from_bytes, photo_from_bytes
-from faceregen.regen.jobs import Job, LoadedJob, compare_image, prepare_job
+from faceregen.regen.jobs import compare_image
 from faceregen.regen.model import Regenerator
 from faceregen.regen.references import ReferenceMasks
 from faceregen.studio.gallery import Gallery, load_gallery
 
 DEFAULT_MAX_UPLOAD_BYTES = 32 * 1024 * 1024  # one request, all files together
 DEFAULT_MAX_PIXELS = 4096 * 4096  # one image
+REFERENCE_CACHE_SIZE = 4  # references kept decoded, with their style, by upload content
 
 
 class StudioError(FaceregenError):
@@ -45,6 +50,15 @@ class Limits:
 
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS
+
+
+@dataclass
+class Reference:
+    """A decoded reference photo, its label map and its style vector (None: the baseline)."""
+
+    image: np.ndarray
+    label: np.ndarray
+    style: torch.Tensor | None
 
 
 @dataclass
@@ -90,6 +104,7 @@ class Studio:
             gallery = load_gallery(regenerator.config.data.get("root"))
         self.gallery = gallery
         self.lock = threading.Lock()
+        self.references: OrderedDict[tuple, Reference] = OrderedDict()
         # The label map of the last regeneration, as decoded from the upload (before any
         # edit): tests compare it with what the page painted.
         self.last_mask: np.ndarray | None = None
@@ -158,35 +173,50 @@ class Studio:
         with self.lock:
             return self.reference_label(self.decode_photo(ref, "ref"))
 
-    def regenerate(self, uploads: Uploads) -> tuple[np.ndarray, LoadedJob]:
-        """The face for an upload set, at the mask's size, and the inputs it was made from.
+    def reference(self, ref: bytes | None, ref_mask: bytes | None) -> Reference:
+        """A reference photo, its label map (uploaded or predicted) and its style, computed once
+        per distinct upload: while the user paints, every stroke sends the same reference."""
+        if ref is None:
+            raise StudioError("ref: this model transfers a reference's appearance; upload a "
+                              "reference photo as ref")
+        key = (hashlib.sha256(ref).digest(),
+               hashlib.sha256(ref_mask).digest() if ref_mask is not None else None)
+        if key in self.references:
+            self.references.move_to_end(key)
+            return self.references[key]
+        image = self.decode_photo(ref, "ref")
+        if ref_mask is not None:
+            label = self.decode_mask(ref_mask, "ref_mask")
+        else:
+            label = self.reference_label(image)
+        style = reference_style(self.regenerator, image, label, "ref",
+                                "ref_mask" if ref_mask is not None else "the predicted ref_mask")
+        self.references[key] = Reference(image, label, style)
+        while len(self.references) > REFERENCE_CACHE_SIZE:
+            self.references.popitem(last=False)
+        return self.references[key]
 
-        The work is `faceregen regen`'s: `prepare_job` (which ignores the reference for the
-        pix2pixHD baseline) and `generate_prepared`.
+    def regenerate(self, uploads: Uploads) -> tuple[np.ndarray, np.ndarray, Reference | None]:
+        """The face for an upload set at the mask's size, the (edited) label map it was made
+        from, and the reference (None for the pix2pixHD baseline, which uses none).
+
+        The work is `faceregen regen`'s: `prepare_pair` and `generate_prepared`, with the
+        reference's style from `reference_style` (the same computation, kept between strokes).
         """
         with self.lock:
             label = self.decode_mask(uploads.mask, "mask")
             self.last_mask = label
             label = self.edit(label, uploads.edit_from, uploads.parts)
-            ref_image = ref_label = None
+            reference = None
             if self.needs_reference:
-                if uploads.ref is None:
-                    raise StudioError("ref: this model transfers a reference's appearance; "
-                                      "upload a reference photo as ref")
-                ref_image = self.decode_photo(uploads.ref, "ref")
-                if uploads.ref_mask is not None:
-                    ref_label = self.decode_mask(uploads.ref_mask, "ref_mask")
-                else:
-                    ref_label = self.reference_label(ref_image)
-            # Names for error messages: uploads have no paths.
-            job = Job(Path("mask"), Path("ref"), Path("ref_mask"), Path("face.png"))
-            loaded = LoadedJob(job, label, ref_image, ref_label)
-            pair = prepare_job(loaded, self.regenerator, self.reference_masks)
-            face = generate_prepared(self.regenerator, [pair])[0]
+                reference = self.reference(uploads.ref, uploads.ref_mask)
+            pair = prepare_pair(label, None, None, self.regenerator.size)
+            style = reference.style if reference is not None else None
+            face = generate_prepared(self.regenerator, [pair], style)[0]
             self.requests_served += 1
-            return face, loaded
+            return face, label, reference
 
     def compare(self, uploads: Uploads) -> np.ndarray:
         """colour mask | reference | face, as `regen --compare` writes it."""
-        face, loaded = self.regenerate(uploads)
-        return compare_image(loaded.label, loaded.ref_image, face)
+        face, label, reference = self.regenerate(uploads)
+        return compare_image(label, reference.image if reference is not None else None, face)
