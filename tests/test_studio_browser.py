@@ -196,3 +196,27 @@ def test_fill_eraser_undo_redo_parts_and_downloads(page, studio, tmp_path):
     np.testing.assert_array_equal(downloads["download-face"], shown_face(page))
     height, width = expected.shape
     assert downloads["download-compare"].shape == (height, 3 * width, 3)
+
+
+def test_no_gallery_and_the_baseline_without_a_reference(browser, tmp_path, tiny_cfg,
+                                                         tiny_checkpoint):
+    """A checkpoint whose dataset is not here: the page says so, and the pix2pixHD baseline
+    paints on a blank mask with no reference at all."""
+    ckpt = tiny_checkpoint(tmp_path / "last.pt",
+                           tiny_cfg("model=pix2pixhd", f"data.root={tmp_path / 'gone'}"))
+    studio = load_studio(ckpt, "cpu")
+    with background_server(studio) as url:
+        page = browser.new_page()
+        page.goto(url + "/")
+        wait_for_faces(page, 1)
+        assert "not on this machine" in page.locator("#gallery-message").text_content()
+        assert page.locator(".tile").count() == 0 and page.locator("#gallery-hint").is_hidden()
+        assert "not used by pix2pixhd" in page.locator("#ref-caption").text_content()
+        np.testing.assert_array_equal(page_labels(page), np.zeros((32, 32), np.uint8))
+        page.click(".swatch[data-label='1']")
+        stroke(page, [(8, 16), (24, 16)])
+        wait_for_faces(page, 2)
+        painted = page_labels(page)
+        assert set(np.unique(painted)) == {0, 1}
+        np.testing.assert_array_equal(studio.last_mask, painted)
+        page.close()

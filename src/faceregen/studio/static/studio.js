@@ -170,6 +170,7 @@ async function galleryMask(face) {
 
 function buildGallery(gallery) {
   $("gallery-message").textContent = gallery.faces.length ? "" : gallery.message;
+  $("gallery-hint").hidden = !gallery.faces.length;
   const source = $("parts-source");
   for (const face of gallery.faces) {
     const tile = document.createElement("div");
