@@ -29,9 +29,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/studio.png"))
     parser.add_argument("--face", type=int, default=0, help="gallery position of the reference")
     parser.add_argument("--label", default="hair", choices=LABEL_NAMES, help="class to paint")
-    parser.add_argument("--stroke", default="0.3,0.12,0.7,0.12",
+    parser.add_argument("--stroke", default="0.36,0.29,0.64,0.29",
                         help="x0,y0,x1,y1 of the stroke as fractions of the mask")
-    parser.add_argument("--brush", type=int, default=5)
+    parser.add_argument("--brush", type=int, default=7)
     args = parser.parse_args()
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
