@@ -366,8 +366,12 @@ def test_concurrent_requests_are_served_one_at_a_time_with_correct_answers(studi
             np.testing.assert_array_equal(answer, expected[index])
 
 
-def test_a_busy_port_is_a_user_error():
+def test_a_busy_port_is_a_user_error_and_answers_are_not_held_back():
+    import socket
+
     with bind_socket("127.0.0.1", 0) as busy:
+        # Accepted connections inherit TCP_NODELAY: no 40 ms Nagle wait on keep-alive.
+        assert busy.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         with pytest.raises(FaceregenError, match="cannot listen on 127.0.0.1"):
             bind_socket("127.0.0.1", busy.getsockname()[1])
 
