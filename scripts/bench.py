@@ -228,14 +228,14 @@ def multipart_body(files: dict[str, bytes], boundary: str) -> bytes:
 
 
 def bench_studio(cfg: DictConfig, device: torch.device, steps: int, warmup: int,
-                 exact: bool = False) -> dict:
+                 exact: bool = False, precision: str = "32") -> dict:
     """HTTP round trip of the studio's POST /api/regen on a real server on 127.0.0.1.
 
     The server runs in a thread of this process; the client sends what the page sends after
     each stroke (the index PNG mask, the reference photo and its index PNG mask) on one
     keep-alive connection and reads the whole PNG answer. One synthetic face at the model
     size stands in for the data. The networks are laid out as `faceregen studio` lays them
-    out: channels_last on the CPU unless ``exact``.
+    out: channels_last on the CPU unless ``exact``; ``--precision bf16`` is `studio --bf16`.
     """
     import http.client
     import io
@@ -258,7 +258,8 @@ def bench_studio(cfg: DictConfig, device: torch.device, steps: int, warmup: int,
         cfg, 0, device)
     if device.type == "cpu" and not exact:
         use_channels_last(regenerator)
-    studio = Studio(regenerator, "random-weights", gallery=Gallery({}, "none"))
+    bf16 = precision == "bf16"
+    studio = Studio(regenerator, "random-weights", gallery=Gallery({}, "none"), bf16=bf16)
     s = cfg.data.size
     photo, label, _, _ = synthesize_face(0, seed=0, size=s)
     label = Image.fromarray(label).resize((s, s), Image.Resampling.NEAREST)
@@ -355,7 +356,9 @@ def main(argv: list[str] | None = None) -> None:
         with torch.inference_mode():
             result = bench_regen(cfg, device, args.steps, args.warmup)
     elif args.task == "studio":
-        result = bench_studio(cfg, device, args.steps, args.warmup, args.exact)
+        if args.precision == "16":
+            parser.error("--task studio: --precision 32 or bf16 (the studio's --bf16)")
+        result = bench_studio(cfg, device, args.steps, args.warmup, args.exact, args.precision)
     elif args.task == "data":
         workers = cfg.data.num_workers if args.workers is None else args.workers
         result = bench_data(cfg, workers, args.steps, args.warmup)

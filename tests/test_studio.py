@@ -147,6 +147,23 @@ def test_exact_is_regen_pixel_for_pixel_and_the_cpu_layout_within_rounding(style
     assert difference.max() <= 1 and (difference > 0).mean() < 0.01
 
 
+def test_bf16_is_a_faster_approximation(style_ckpt, face, capsys):
+    from faceregen.cli import main as cli_main
+
+    exact = load_studio(style_ckpt, "cpu", gallery_size=0, exact=True)
+    studio = load_studio(style_ckpt, "cpu", gallery_size=0, bf16=True)
+    with TestClient(create_app(studio)) as client:
+        assert client.get("/api/health").json()["precision"] == "bf16"
+        answer = decode(regen_face(client, face).content).astype(int)
+    with TestClient(create_app(exact)) as client:
+        assert client.get("/api/health").json()["precision"] == "fp32"
+        plain = decode(regen_face(client, face).content).astype(int)
+    assert answer.shape == plain.shape and np.abs(answer - plain).mean() < 8
+    with pytest.raises(SystemExit):
+        cli_main(["studio", "--ckpt", str(style_ckpt), "--exact", "--bf16"])
+    assert "contradict" in capsys.readouterr().err
+
+
 def test_a_reference_is_encoded_once_while_the_mask_changes(style_ckpt, face):
     studio = load_studio(style_ckpt, "cpu", gallery_size=0)
     calls = []

@@ -38,6 +38,9 @@ def build_argparser() -> argparse.ArgumentParser:
                         help="compute pixel for pixel what `faceregen regen` computes; by default "
                              "the CPU runs the networks in channels_last, about a quarter faster, "
                              "which moves ~0.1%% of pixel values by one (float rounding)")
+    parser.add_argument("--bf16", action="store_true",
+                        help="run the networks in bfloat16 autocast: about twice as fast on CPUs "
+                             "with bf16 instructions (and GPUs), with visible rounding")
     parser.add_argument("--gallery", type=int, default=DEFAULT_GALLERY_SIZE,
                         help=f"faces of the checkpoint's dataset to offer (default "
                              f"{DEFAULT_GALLERY_SIZE}; 0: none)")
@@ -52,7 +55,7 @@ def build_argparser() -> argparse.ArgumentParser:
 
 def load_studio(ckpt: Path | None, device: str = "cpu", parser_path: Path | None = None,
                 gallery_size: int = DEFAULT_GALLERY_SIZE, limits: Limits | None = None,
-                exact: bool = False) -> Studio:
+                exact: bool = False, bf16: bool = False) -> Studio:
     """The model (loaded once), its gallery and limits: everything the app serves.
 
     On the CPU the networks run in channels_last unless ``exact`` (see `use_channels_last`).
@@ -65,7 +68,7 @@ def load_studio(ckpt: Path | None, device: str = "cpu", parser_path: Path | None
     if regenerator.device.type == "cpu" and not exact:
         use_channels_last(regenerator)
     gallery = load_gallery(regenerator.config.data.get("root"), gallery_size)
-    return Studio(regenerator, ckpt, parser_path, limits, gallery)
+    return Studio(regenerator, ckpt, parser_path, limits, gallery, bf16)
 
 
 def make_server(studio: Studio):
@@ -144,5 +147,8 @@ def main(argv: list[str]) -> None:
         raise FaceregenError("--max-upload-mb and --max-pixels must be positive")
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20),
                     max_pixels=args.max_pixels)
-    studio = load_studio(args.ckpt, args.device, args.parser, args.gallery, limits, args.exact)
+    if args.exact and args.bf16:
+        raise FaceregenError("--exact and --bf16 contradict each other: choose one")
+    studio = load_studio(args.ckpt, args.device, args.parser, args.gallery, limits, args.exact,
+                         args.bf16)
     serve(studio, args.host, args.port)

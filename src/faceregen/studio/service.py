@@ -95,8 +95,9 @@ class Studio:
 
     def __init__(self, regenerator: Regenerator, checkpoint: Path | str,
                  parser_path: Path | None = None, limits: Limits | None = None,
-                 gallery: Gallery | None = None):
+                 gallery: Gallery | None = None, bf16: bool = False):
         self.regenerator = regenerator
+        self.bf16 = bf16
         self.checkpoint = Path(checkpoint)
         self.limits = limits or Limits()
         self.reference_masks = ReferenceMasks(regenerator, parser_path, regenerator.device)
@@ -122,6 +123,7 @@ class Studio:
             "step": self.regenerator.step,
             "size": self.regenerator.size,
             "device": str(self.regenerator.device),
+            "precision": "bf16" if self.bf16 else "fp32",
             "needs_reference": self.needs_reference,
             "parser": self.reference_masks.parser_path.is_file(),
             "classes": [{"id": index, "name": name, "color": "#" + bytes(colour).hex()}
@@ -173,6 +175,12 @@ class Studio:
         with self.lock:
             return self.reference_label(self.decode_photo(ref, "ref"))
 
+    def autocast(self):
+        """bfloat16 autocast when asked for (``--bf16``): about twice as fast on CPUs with
+        bf16 instructions, at the price of visible rounding (docs/studio.md#speed)."""
+        return torch.autocast(self.regenerator.device.type, dtype=torch.bfloat16,
+                              enabled=self.bf16)
+
     def reference(self, ref: bytes | None, ref_mask: bytes | None) -> Reference:
         """A reference photo, its label map (uploaded or predicted) and its style, computed once
         per distinct upload: while the user paints, every stroke sends the same reference."""
@@ -189,8 +197,9 @@ class Studio:
             label = self.decode_mask(ref_mask, "ref_mask")
         else:
             label = self.reference_label(image)
-        style = reference_style(self.regenerator, image, label, "ref",
-                                "ref_mask" if ref_mask is not None else "the predicted ref_mask")
+        with self.autocast():
+            style = reference_style(self.regenerator, image, label, "ref", "ref_mask"
+                                    if ref_mask is not None else "the predicted ref_mask")
         self.references[key] = Reference(image, label, style)
         while len(self.references) > REFERENCE_CACHE_SIZE:
             self.references.popitem(last=False)
@@ -212,7 +221,8 @@ class Studio:
                 reference = self.reference(uploads.ref, uploads.ref_mask)
             pair = prepare_pair(label, None, None, self.regenerator.size)
             style = reference.style if reference is not None else None
-            face = generate_prepared(self.regenerator, [pair], style)[0]
+            with self.autocast():
+                face = generate_prepared(self.regenerator, [pair], style)[0]
             self.requests_served += 1
             return face, label, reference
 
