@@ -158,6 +158,43 @@ class TrainerConfig:
     resume: Optional[str] = None
 
 
+# key -> (smallest allowed value, what it is): ranges the schema's types cannot express.
+TRAIN_MINIMUMS = {
+    "data.size": (1, "the image size"),
+    "data.batch_size": (1, "images per step and process"),
+    "data.num_workers": (0, "loader processes"),
+    "trainer.max_steps": (1, "training steps"),
+    "trainer.log_every": (1, "steps between log lines"),
+    "trainer.sample_every": (1, "steps between sample grids"),
+    "trainer.ckpt_every": (1, "steps between checkpoints"),
+    "trainer.keep_last": (1, "step checkpoints kept"),
+    "trainer.num_samples": (1, "faces in a sample grid"),
+    "loss.gp_every": (1, "steps between penalty applications"),
+}
+
+
+def check_train_settings(cfg) -> None:
+    """Refuse numeric settings out of range before any work starts (one error naming the key)."""
+    from omegaconf import OmegaConf
+
+    from faceregen.errors import FaceregenError
+
+    for key, (minimum, meaning) in TRAIN_MINIMUMS.items():
+        value = OmegaConf.select(cfg, key)
+        if value is not None and value < minimum:
+            raise FaceregenError(f"{key}={value}: must be at least {minimum} ({meaning})")
+    max_minutes = OmegaConf.select(cfg, "trainer.max_minutes")
+    if max_minutes is not None and max_minutes <= 0:
+        raise FaceregenError(f"trainer.max_minutes={max_minutes}: must be positive, or null")
+    ema_decay = OmegaConf.select(cfg, "trainer.ema_decay")
+    if ema_decay is not None and not 0 <= ema_decay < 1:
+        raise FaceregenError(f"trainer.ema_decay={ema_decay}: must be in [0, 1)")
+    for key in ("loss.lambda_feat", "loss.lambda_vgg", "loss.lambda_l1", "loss.lambda_gp"):
+        value = OmegaConf.select(cfg, key)
+        if value is not None and value < 0:
+            raise FaceregenError(f"{key}={value}: a loss weight cannot be negative")
+
+
 def register_schemas() -> None:
     cs = ConfigStore.instance()
     cs.store(group="paths", name="paths_schema", node=PathsConfig)

@@ -38,7 +38,7 @@ from faceregen.evaluation.report import METRICS_FORMAT, PROTOCOLS, command_line,
 from faceregen.evaluation.scoring import AttributeGroups
 from faceregen.evaluation.statistics import fid_space, parser_space
 from faceregen.evaluation.train_evaluators import open_split, train_from_settings
-from faceregen.utils import resolve_device
+from faceregen.utils import make_dirs, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -92,13 +92,25 @@ def resolve_data_root(cfg: DictConfig, checkpoint_config: DictConfig) -> Path:
     return Path(ensure_dataset(checkpoint_config.data))
 
 
+def newest_checkpoint_hint() -> str:
+    from faceregen.checkpoint import find_latest_checkpoint
+
+    try:
+        return f" (the newest is {find_latest_checkpoint()})"
+    except FaceregenError:
+        return ""
+
+
 def evaluate(cfg: DictConfig, run_dir: Path, progress: bool = True) -> dict[str, Any]:
     """Evaluate ``cfg.ckpt`` (and ``cfg.baseline_ckpt``); write the outputs into ``run_dir``."""
     from faceregen.regen import load_model
 
+    if OmegaConf.is_missing(cfg, "ckpt"):
+        raise FaceregenError(f"faceregen eval needs the checkpoint to evaluate: "
+                             f"faceregen eval ckpt=PATH{newest_checkpoint_hint()}")
     started = time.time()
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(run_dir)
     device = resolve_device(str(cfg.device))
     models = {"model": (str(cfg.ckpt), load_model(cfg.ckpt, device))}
     if cfg.get("baseline_ckpt"):

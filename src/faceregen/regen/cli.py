@@ -26,7 +26,7 @@ from faceregen.regen.jobs import (
 )
 from faceregen.regen.model import load_model
 from faceregen.regen.references import ReferenceMasks
-from faceregen.utils import resolve_device
+from faceregen.utils import make_dirs, resolve_device
 
 
 def build_argparser() -> argparse.ArgumentParser:
@@ -116,7 +116,7 @@ def main(argv: list[str]) -> None:
     protected = protected_paths(
         [path for job in jobs for path in (job.mask, job.ref, job.ref_mask)] + [args.edit_from],
         [args.mask_dir, args.ref_dir, args.ref_mask_dir])
-    args.out_dir.mkdir(exist_ok=True)
+    make_dirs(args.out_dir)
     regenerator = load_model(args.ckpt or find_latest_checkpoint(), device)
     reference_masks = ReferenceMasks(regenerator, args.parser, device)
     written, job_failures = run_jobs(jobs, regenerator, reference_masks, edit, args.batch_size,

@@ -27,6 +27,7 @@ from faceregen.checkpoint import (
     newest_checkpoint,
     save_checkpoint,
 )
+from faceregen.config import check_train_settings
 from faceregen.data import FaceDataset, ensure_dataset
 from faceregen.errors import FaceregenError
 from faceregen.images import to_float
@@ -48,9 +49,17 @@ from faceregen.train.state import (
 )
 from faceregen.train.step import StepModules, adversarial_step, autocast_for
 from faceregen.train.visualize import sample_grid, save_png
-from faceregen.utils import autocast_dtype, remove_stale_temporaries, resolve_device
+from faceregen.utils import (
+    autocast_dtype,
+    make_dirs,
+    remove_stale_temporaries,
+    resolve_device,
+)
 
 log = logging.getLogger("faceregen.train")
+# What a checkpoint must hold for training to continue exactly where it stopped.
+RESUME_KEYS = ("step", "config", "generator", "discriminator", "generator_ema", "optimizer_g",
+               "optimizer_d", "scheduler_g", "scheduler_d", "scaler", "data", "rng")
 
 
 # --------------------------------------------------------------------------- the trainer
@@ -229,7 +238,7 @@ class Trainer:
         path = self.ckpt_dir / f"step_{self.step:06d}.pt"
         if self.saved_step == self.step and path.is_file():
             return path
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.ckpt_dir)
         state = self.state_dict()
         save_checkpoint(state, path)
         save_checkpoint(state, self.ckpt_dir / LAST)
@@ -241,6 +250,10 @@ class Trainer:
 
     def load(self, path: Path) -> None:
         state = load_checkpoint(path)
+        missing = [key for key in RESUME_KEYS if state.get(key) is None]
+        if missing:
+            raise FaceregenError(f"{path}: cannot resume from it: the checkpoint has no "
+                                 f"{', '.join(missing)}")
         stored = OmegaConf.create(state["config"])
         mine = OmegaConf.to_container(self.cfg.model, resolve=True)
         theirs = OmegaConf.to_container(stored.model, resolve=True)
@@ -292,7 +305,7 @@ class Trainer:
                                               label_oh, ref_image, ref_oh)
         grid = sample_grid(batch["label"], batch["ref_image"], fake.float(), batch["image"])
         samples = self.run_dir / "samples"
-        samples.mkdir(parents=True, exist_ok=True)
+        make_dirs(samples)
         save_png(grid, samples / f"step_{self.step:06d}.png")
         if self.writer is not None:
             self.writer.add_image("samples", grid, self.step, dataformats="HWC")
@@ -415,6 +428,7 @@ class Trainer:
 
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train the configured model; everything is written under ``run_dir``."""
+    check_train_settings(cfg)
     trainer = Trainer(cfg, Path(run_dir))
     try:
         return trainer.fit()
