@@ -66,6 +66,40 @@ def tiny_overrides() -> list[str]:
     return list(TINY_OVERRIDES)
 
 
+def write_tiny_checkpoint(path, cfg: DictConfig, step: int = 7, seed: int = 0,
+                          ema_offset: float = 0.0) -> Path:
+    """A checkpoint in the trainer's layout with seeded random weights (no optimiser state).
+
+    ``ema_offset`` shifts the EMA generator's weights away from the raw ones, so that a test
+    can tell which of the two a command used.
+    """
+    import torch
+    from omegaconf import OmegaConf
+
+    from faceregen.checkpoint import save_checkpoint
+    from faceregen.models import build_networks
+
+    torch.manual_seed(seed)
+    networks = build_networks(cfg.model)
+    encoder = networks.style_encoder
+    save_checkpoint({
+        "step": step,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "generator": networks.generator.state_dict(),
+        "generator_ema": {k: v + ema_offset for k, v in networks.generator.state_dict().items()},
+        "style_encoder": encoder.state_dict() if encoder is not None else None,
+        "style_encoder_ema": encoder.state_dict() if encoder is not None else None,
+        "discriminator": networks.discriminator.state_dict(),
+    }, path)
+    return Path(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint():
+    """``tiny_checkpoint(path, cfg, step=7, seed=0, ema_offset=0.0)``: write_tiny_checkpoint."""
+    return write_tiny_checkpoint
+
+
 @pytest.fixture(scope="session")
 def synthetic_dataset(tmp_path_factory):
     """A tiny synthetic raw set (12 faces, 64 px photos, 32 px masks) and its 32 px preparation.

@@ -7,46 +7,26 @@ import os
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 from PIL import Image
 
 import faceregen.config  # noqa: F401  (registers the config schemas)
 from faceregen import regen
-from faceregen.checkpoint import find_latest_checkpoint, save_checkpoint
+from faceregen.checkpoint import find_latest_checkpoint
 from faceregen.cli import main as cli_main
 from faceregen.labels import LABEL_NAMES, PALETTE
-from faceregen.models import build_networks
 from faceregen.regen import load_regenerator, references
 
 SIZE = 32  # data.size of the tests' tiny config
 
 
-def write_tiny_checkpoint(path, cfg, seed: int = 0):
-    """A checkpoint with the layout of checkpoint.py's docstring and random weights."""
-    torch.manual_seed(seed)
-    networks = build_networks(cfg.model)
-    encoder = networks.style_encoder
-    save_checkpoint({
-        "step": 7,
-        "config": OmegaConf.to_container(cfg, resolve=True),
-        "generator": networks.generator.state_dict(),
-        "generator_ema": networks.generator.state_dict(),
-        "style_encoder": encoder.state_dict() if encoder is not None else None,
-        "style_encoder_ema": encoder.state_dict() if encoder is not None else None,
-        "discriminator": networks.discriminator.state_dict(),
-    }, path)
-    return path
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory, tiny_cfg, tiny_checkpoint):
+    return tiny_checkpoint(tmp_path_factory.mktemp("run") / "last.pt", tiny_cfg())
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory, tiny_cfg):
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("run") / "last.pt", tiny_cfg())
-
-
-@pytest.fixture(scope="module")
-def baseline_ckpt(tmp_path_factory, tiny_cfg):
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("base") / "last.pt",
-                                 tiny_cfg("model=pix2pixhd"))
+def baseline_ckpt(tmp_path_factory, tiny_cfg, tiny_checkpoint):
+    return tiny_checkpoint(tmp_path_factory.mktemp("base") / "last.pt", tiny_cfg("model=pix2pixhd"))
 
 
 @pytest.fixture(autouse=True)

@@ -29,7 +29,7 @@ from faceregen.data import celebamask as layout
 from faceregen.errors import FaceregenError
 from faceregen.labels import ATTRIBUTE_NAMES, PART_NAMES
 from faceregen.masks import write_index_mask
-from faceregen.utils import atomic_path, ignore_interrupts, make_dirs
+from faceregen.utils import atomic_path, ignore_interrupts, make_dirs, remove_stale_temporaries
 
 MANIFEST = "manifest.csv"
 META = "meta.json"
@@ -202,8 +202,9 @@ def prepare(root: str | os.PathLike, out: str | os.PathLike, size: int, split: s
     if not ids:
         raise FaceregenError(f"{root}: no faces to prepare with split '{split}'")
 
-    for folder in ("images", "labels"):
+    for folder in (".", "images", "labels"):
         make_dirs(out / folder)
+        remove_stale_temporaries(out / folder)  # left by an interrupted run
     (out / MANIFEST).unlink(missing_ok=True)
     _write_meta(out, {**params, "complete": False})
 
