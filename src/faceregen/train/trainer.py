@@ -28,13 +28,13 @@ from faceregen.checkpoint import (
     save_checkpoint,
 )
 from faceregen.config import check_train_settings
-from faceregen.data import FaceDataset, ensure_dataset
+from faceregen.data import ensure_dataset
 from faceregen.errors import FaceregenError
 from faceregen.images import to_float
 from faceregen.masks import one_hot
 from faceregen.models import build_networks, generate
 from faceregen.train import distributed as dist_utils
-from faceregen.train.batches import EpochBatches, training_set
+from faceregen.train.batches import EpochBatches, sample_batch, training_set
 from faceregen.train.objectives import compile_for_shared_pass
 from faceregen.train.state import (
     RunDirectoryLock,
@@ -100,7 +100,7 @@ class Trainer:
         self.batches = EpochBatches(self.train_set, dcfg.batch_size, dcfg.num_workers,
                                     tcfg.seed, self.info,
                                     pin_memory=self.device.type == "cuda")
-        self.sample_batch = self._fixed_samples(root)
+        self.sample_batch = sample_batch(root, self.cfg.trainer.num_samples)
 
         nets = build_networks(cfg.model)
         self.generator = nets.generator.to(self.device, memory_format=self.memory_format)
@@ -153,27 +153,6 @@ class Trainer:
 
         vgg = VGGPerceptualLoss(weights=lcfg.vgg.weights, path=lcfg.vgg.path)
         return vgg.to(self.device, memory_format=self.memory_format)
-
-    def _fixed_samples(self, root: Path) -> dict[str, torch.Tensor]:
-        """A fixed batch for progress images: half reconstructions, half swapped references."""
-        split = "val"
-        try:
-            dataset = FaceDataset(root, split)
-        except FaceregenError:
-            dataset = None
-        if dataset is None or len(dataset) < 2:
-            dataset = FaceDataset(root, "train")
-        n = min(self.cfg.trainer.num_samples, len(dataset))
-        items = [dataset[i] for i in range(n)]
-        batch = {k: torch.stack([it[k] for it in items]) for k in
-                 ("label", "image", "ref_image", "ref_label")}
-        half = n // 2
-        if half:
-            order = torch.arange(n)
-            order[half:] = torch.roll(order[half:], 1)
-            batch["ref_image"] = batch["image"][order]
-            batch["ref_label"] = batch["label"][order]
-        return batch
 
     # ----------------------------------------------------------------- one step
 
