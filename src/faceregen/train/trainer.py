@@ -151,7 +151,8 @@ class Trainer:
             return None
         from faceregen.losses.perceptual import VGGPerceptualLoss
 
-        vgg = VGGPerceptualLoss(weights=lcfg.vgg.weights, path=lcfg.vgg.path)
+        vgg = VGGPerceptualLoss(weights=lcfg.vgg.weights, path=lcfg.vgg.path,
+                                input_mode=lcfg.vgg.input)
         return vgg.to(self.device, memory_format=self.memory_format)
 
     # ----------------------------------------------------------------- one step
