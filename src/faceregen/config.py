@@ -67,6 +67,10 @@ class GeneratorConfig:
     n_downsample: int = MISSING
     n_blocks: int = MISSING
     upsample: str = MISSING
+    # The decoder's first normalisation: instance (pix2pixHD) | layer | group | adain | none.
+    decoder_norm: str = "instance"
+    # The residual blocks' second AdaIN mean (the report's); false drops it from the style.
+    block_second_shift: bool = True
 
 
 @dataclass
@@ -192,9 +196,14 @@ def train_choices() -> dict[str, tuple[str, ...]]:
         VGG_INPUTS,
     )
 
+    from faceregen.models.networks.generator import DECODER_NORMS, UPSAMPLE_MODES
+    from faceregen.models.networks.normalization import SFTLayer
+
     return {"loss.gan_mode": GAN_MODES, "loss.adv_scale_reduction": SCALE_REDUCTIONS,
             "loss.gp_mode": GP_MODES, "loss.gp_reduction": GP_REDUCTIONS,
-            "loss.vgg.input": VGG_INPUTS}
+            "loss.vgg.input": VGG_INPUTS, "model.generator.upsample": UPSAMPLE_MODES,
+            "model.generator.decoder_norm": DECODER_NORMS,
+            "model.style_encoder.sft_mode": SFTLayer.MODES}
 
 
 def check_train_settings(cfg) -> None:
