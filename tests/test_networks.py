@@ -169,6 +169,27 @@ def test_sft_plus_one_is_the_identity_at_initialisation():
     assert not torch.allclose(report.sft1(features, cond), features)
 
 
+def test_sft_report_mode_starts_from_the_reports_init():
+    """sft_mode=report: every SFT conv N(0, 0.02) with zero bias (the trunk keeps Kaiming, std
+    sqrt(2 / 1.04 / fan_in)), so gamma starts near 0 and the layer nearly zeroes its input."""
+    torch.manual_seed(0)
+    encoder = StyleEncoder(LABELS, 3, num_style_params=16, sft_mode="report",
+                           second_conv_skip=True)
+    for sft in (encoder.sft1, encoder.sft2):
+        convs = [m for m in sft.modules() if isinstance(m, nn.Conv2d)]
+        assert len(convs) == 4
+        for conv in convs:  # 64 x 64 weights each
+            assert abs(conv.weight.std().item() - 0.02) < 0.002
+            assert torch.all(conv.bias == 0)
+    trunk = encoder.image_down[0][0]  # conv4 64 -> 64, fan_in 1024
+    assert abs(trunk.weight.std().item() - (2 / 1.04 / 1024) ** 0.5) < 0.003
+    features, cond = torch.randn(2, 64, 8, 8), torch.randn(2, 64, 8, 8)
+    gamma = encoder.sft1.gamma(cond)
+    assert gamma.abs().mean() < 0.05
+    out = encoder.sft1(features, cond)
+    assert (out - encoder.sft1.beta(cond)).abs().mean() < 0.05 * features.abs().mean()
+
+
 def test_sft_formula():
     sft = SFTLayer(4, 3, 8, mode="report")
     features, cond = torch.randn(2, 4, 5, 5), torch.randn(2, 3, 5, 5)
