@@ -195,7 +195,6 @@ def train_choices() -> dict[str, tuple[str, ...]]:
         SCALE_REDUCTIONS,
         VGG_INPUTS,
     )
-
     from faceregen.models.networks.generator import DECODER_NORMS, UPSAMPLE_MODES
     from faceregen.models.networks.normalization import SFTLayer
 
