@@ -80,6 +80,19 @@ def test_numbers_out_of_range_are_refused_before_any_work(override, name, capsys
     assert not list(tmp_path.glob("checkpoints/train/*/*/checkpoints"))
 
 
+@pytest.mark.parametrize("override, name", [
+    ("loss.adv_scale_reduction=avg", "loss.adv_scale_reduction"),
+    ("loss.gp_reduction=max", "loss.gp_reduction"),
+    ("loss.vgg.input=bgr", "loss.vgg.input"),
+    ("loss.gan_mode=wgan", "loss.gan_mode"),
+    ("model.generator.decoder_norm=batch", "model.generator.decoder_norm"),
+    ("model.style_encoder.sft_mode=plus", "model.style_encoder.sft_mode"),
+])
+def test_unknown_choices_are_refused_before_any_work(override, name, capsys, tmp_path):
+    expect_error(["train", override], capsys, name)
+    assert not (tmp_path / "data").exists()
+
+
 def test_eval_without_a_checkpoint_says_how_to_give_one(capsys):
     expect_error(["eval"], capsys, "ckpt=")
 

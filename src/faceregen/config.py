@@ -67,6 +67,10 @@ class GeneratorConfig:
     n_downsample: int = MISSING
     n_blocks: int = MISSING
     upsample: str = MISSING
+    # The decoder's first normalisation: instance (pix2pixHD) | layer | group | adain | none.
+    decoder_norm: str = "instance"
+    # The residual blocks' second AdaIN mean (the report's); false drops it from the style.
+    block_second_shift: bool = True
 
 
 @dataclass
@@ -106,16 +110,25 @@ class ModelConfig:
 class VGGConfig:
     weights: str = MISSING
     path: Optional[str] = None  # a torchvision vgg19 state_dict; else the hub cache, else download
+    # imagenet: [-1, 1] -> [0, 1] -> ImageNet mean/std (about 2x the term of raw); raw: [-1, 1]
+    # straight in, as pix2pixHD and SPADE do.
+    input: str = "imagenet"
 
 
 @dataclass
 class LossConfig:
     gan_mode: str = MISSING
+    # How the adversarial loss (G and D) combines the discriminator's scales: mean (SPADE) or
+    # sum (pix2pixHD; num_D times the adversarial weight against feature matching and VGG).
+    adv_scale_reduction: str = "mean"
     lambda_feat: float = MISSING
     lambda_vgg: float = MISSING
     lambda_l1: float = MISSING
     lambda_gp: float = MISSING
     gp_mode: str = MISSING
+    # What the penalty differentiates per sample and scale: the sum of the patch logits (the
+    # report's; its strength grows with the patch count) or their mean (one average patch).
+    gp_reduction: str = "sum"
     gp_every: int = MISSING
     vgg: VGGConfig = field(default_factory=VGGConfig)
 
@@ -173,12 +186,35 @@ TRAIN_MINIMUMS = {
 }
 
 
+def train_choices() -> dict[str, tuple[str, ...]]:
+    """key -> the values it may take: string settings the schema's types cannot restrict."""
+    from faceregen.losses import (
+        GAN_MODES,
+        GP_MODES,
+        GP_REDUCTIONS,
+        SCALE_REDUCTIONS,
+        VGG_INPUTS,
+    )
+    from faceregen.models.networks.generator import DECODER_NORMS, UPSAMPLE_MODES
+    from faceregen.models.networks.normalization import SFTLayer
+
+    return {"loss.gan_mode": GAN_MODES, "loss.adv_scale_reduction": SCALE_REDUCTIONS,
+            "loss.gp_mode": GP_MODES, "loss.gp_reduction": GP_REDUCTIONS,
+            "loss.vgg.input": VGG_INPUTS, "model.generator.upsample": UPSAMPLE_MODES,
+            "model.generator.decoder_norm": DECODER_NORMS,
+            "model.style_encoder.sft_mode": SFTLayer.MODES}
+
+
 def check_train_settings(cfg) -> None:
-    """Refuse numeric settings out of range before any work starts (one error naming the key)."""
+    """Refuse settings out of range before any work starts (one error naming the key)."""
     from omegaconf import OmegaConf
 
     from faceregen.errors import FaceregenError
 
+    for key, choices in train_choices().items():
+        value = OmegaConf.select(cfg, key)
+        if value is not None and value not in choices:
+            raise FaceregenError(f"{key}={value}: must be one of {', '.join(choices)}")
     for key, (minimum, meaning) in TRAIN_MINIMUMS.items():
         value = OmegaConf.select(cfg, key)
         if value is not None and value < minimum:

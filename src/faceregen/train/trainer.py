@@ -32,7 +32,7 @@ from faceregen.data import ensure_dataset
 from faceregen.errors import FaceregenError
 from faceregen.images import to_float
 from faceregen.masks import one_hot
-from faceregen.models import build_networks, generate
+from faceregen.models import build_networks, generate, with_legacy_arguments
 from faceregen.train import distributed as dist_utils
 from faceregen.train.batches import EpochBatches, sample_batch, training_set
 from faceregen.train.objectives import compile_for_shared_pass
@@ -151,7 +151,8 @@ class Trainer:
             return None
         from faceregen.losses.perceptual import VGGPerceptualLoss
 
-        vgg = VGGPerceptualLoss(weights=lcfg.vgg.weights, path=lcfg.vgg.path)
+        vgg = VGGPerceptualLoss(weights=lcfg.vgg.weights, path=lcfg.vgg.path,
+                                input_mode=lcfg.vgg.input)
         return vgg.to(self.device, memory_format=self.memory_format)
 
     # ----------------------------------------------------------------- one step
@@ -235,7 +236,7 @@ class Trainer:
                                  f"{', '.join(missing)}")
         stored = OmegaConf.create(state["config"])
         mine = OmegaConf.to_container(self.cfg.model, resolve=True)
-        theirs = OmegaConf.to_container(stored.model, resolve=True)
+        theirs = with_legacy_arguments(OmegaConf.to_container(stored.model, resolve=True))
         if mine != theirs:
             diff = config_differences(theirs, mine, "model")
             raise FaceregenError(f"{path}: checkpoint was trained with a different model config "
