@@ -60,8 +60,19 @@ def tiny_eval_cfg():
     return compose_tiny_eval
 
 
-def write_tiny_checkpoint(path, cfg, seed: int = 0):
-    """A checkpoint with the layout of checkpoint.py's docstring and random weights."""
+@pytest.fixture(scope="session")
+def tiny_overrides() -> list[str]:
+    """TINY_OVERRIDES as command-line arguments, for `faceregen train` in a subprocess."""
+    return list(TINY_OVERRIDES)
+
+
+def write_tiny_checkpoint(path, cfg: DictConfig, step: int = 7, seed: int = 0,
+                          ema_offset: float = 0.0) -> Path:
+    """A checkpoint in the trainer's layout with seeded random weights (no optimiser state).
+
+    ``ema_offset`` shifts the EMA generator's weights away from the raw ones, so that a test
+    can tell which of the two a command used.
+    """
     import torch
     from omegaconf import OmegaConf
 
@@ -72,27 +83,21 @@ def write_tiny_checkpoint(path, cfg, seed: int = 0):
     networks = build_networks(cfg.model)
     encoder = networks.style_encoder
     save_checkpoint({
-        "step": 7,
+        "step": step,
         "config": OmegaConf.to_container(cfg, resolve=True),
         "generator": networks.generator.state_dict(),
-        "generator_ema": networks.generator.state_dict(),
+        "generator_ema": {k: v + ema_offset for k, v in networks.generator.state_dict().items()},
         "style_encoder": encoder.state_dict() if encoder is not None else None,
         "style_encoder_ema": encoder.state_dict() if encoder is not None else None,
         "discriminator": networks.discriminator.state_dict(),
     }, path)
-    return path
+    return Path(path)
 
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint():
-    """``tiny_checkpoint(path, cfg, seed=0)``: write a random-weight checkpoint of ``cfg``."""
+    """``tiny_checkpoint(path, cfg, step=7, seed=0, ema_offset=0.0)``: write_tiny_checkpoint."""
     return write_tiny_checkpoint
-
-
-@pytest.fixture(scope="session")
-def tiny_overrides() -> list[str]:
-    """TINY_OVERRIDES as command-line arguments, for `faceregen train` in a subprocess."""
-    return list(TINY_OVERRIDES)
 
 
 @pytest.fixture(scope="session")

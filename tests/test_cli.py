@@ -86,6 +86,9 @@ def test_report_experiments_follow_the_spec(hydra_configs):
     assert "use_style" not in base.model.generator  # model.style_encoder is the one switch
     assert style.model.generator.ngf == base.model.generator.ngf
     assert style.optim.generator.lr == base.optim.generator.lr == 2e-4
+    # the baseline trains with pix2pixHD's objective; the style model keeps the schema defaults
+    assert (base.loss.adv_scale_reduction, base.loss.vgg.input) == ("sum", "raw")
+    assert (style.loss.adv_scale_reduction, style.loss.vgg.input) == ("mean", "imagenet")
 
 
 def test_command_line_overrides_win_over_the_experiment(hydra_configs):

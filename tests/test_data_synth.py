@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from faceregen.cli import main as cli_main
 from faceregen.data import celebamask as layout
 from faceregen.data.synth import split_orig_indices, synthesize, synthesize_face
+from faceregen.errors import FaceregenError
 from faceregen.labels import ATTRIBUTE_NAMES, LABEL_NAMES, PART_NAMES
 
 
@@ -27,7 +29,7 @@ def test_layout_and_file_names(synthetic_dataset):
     raw, num, size = synthetic_dataset.raw, synthetic_dataset.num, synthetic_dataset.photo_size
     assert sorted(p.name for p in raw.iterdir()) == sorted(
         ["CelebA-HQ-img", "CelebAMask-HQ-mask-anno", "CelebAMask-HQ-attribute-anno.txt",
-         "CelebA-HQ-to-CelebA-mapping.txt"])
+         "CelebA-HQ-to-CelebA-mapping.txt", "synth.json"])
     assert sorted(p.name for p in (raw / "CelebA-HQ-img").iterdir()) == sorted(
         f"{k}.jpg" for k in range(num))
     assert [p.name for p in (raw / "CelebAMask-HQ-mask-anno").iterdir()] == ["0"]
@@ -101,9 +103,41 @@ def test_same_seed_same_bytes_and_workers_do_not_matter(tmp_path):
         assert (first / path).read_bytes() == (second / path).read_bytes(), path
     assert (first / "CelebA-HQ-img/0.jpg").read_bytes() != (other / "CelebA-HQ-img/0.jpg"
                                                             ).read_bytes()
-    rewritten = synthesize(first, num=4, size=32, seed=8, workers=1, progress=False)
+    rewritten = synthesize(first, num=4, size=32, seed=8, workers=1, progress=False,
+                           overwrite=True)
     assert sorted(p.relative_to(rewritten) for p in rewritten.rglob("*") if p.is_file()) == sorted(
         p.relative_to(other) for p in other.rglob("*") if p.is_file())
+
+
+def test_synth_never_overwrites_a_folder_it_did_not_start(tmp_path, capsys):
+    """`data synth --out` on an existing dataset (a slip for `prepare --root`) changes nothing."""
+    real = tmp_path / "CelebAMask-HQ"
+    (real / "CelebA-HQ-img").mkdir(parents=True)
+    (real / "CelebA-HQ-img" / "0.jpg").write_bytes(b"a real photo")
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["data", "synth", "--out", str(real), "--num", "2", "--size", "32"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(real) in err[0] and "--overwrite" in err[0]
+    assert [p.name for p in real.rglob("*")] == ["CelebA-HQ-img", "0.jpg"]
+    assert (real / "CelebA-HQ-img" / "0.jpg").read_bytes() == b"a real photo"
+
+    done = synthesize(tmp_path / "done", num=2, size=32, seed=0, workers=1, progress=False)
+    with pytest.raises(FaceregenError, match="already"):
+        synthesize(done, num=2, size=32, seed=0, workers=1, progress=False)
+    with pytest.raises(FaceregenError, match="not an unfinished synthetic set"):
+        synthesize(done, num=3, size=32, seed=0, workers=1, progress=False)
+
+
+def test_an_interrupted_synth_is_finished_by_the_same_command(tmp_path):
+    whole = synthesize(tmp_path / "whole", num=3, size=32, seed=0, workers=1, progress=False)
+    cut = synthesize(tmp_path / "cut", num=3, size=32, seed=0, workers=1, progress=False)
+    (cut / layout.ATTRIBUTE_FILE).unlink()           # killed before the last file
+    (cut / "CelebA-HQ-img" / "2.jpg").unlink()
+    synthesize(cut, num=3, size=32, seed=0, workers=1, progress=False)
+    for path in whole.rglob("*"):
+        if path.is_file():
+            assert (cut / path.relative_to(whole)).read_bytes() == path.read_bytes()
 
 
 def test_mapping_gives_roughly_80_10_10():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -101,6 +102,82 @@ def test_expected_attributes_take_geometry_from_label_and_appearance_from_refere
         scoring.AttributeGroups.from_config(["Bald"], ["Bald"], classifier_names=["Bald"])
 
 
+class FakeEvaluators(dict):
+    """A parser and an attribute classifier that answer zeros: for the colour tests only."""
+
+    def __init__(self, num_attributes: int):
+        from types import SimpleNamespace
+
+        super().__init__(
+            parser=SimpleNamespace(network=lambda x: torch.zeros(x.shape[0], 19, *x.shape[2:])),
+            attributes=SimpleNamespace(network=lambda x: torch.zeros(x.shape[0], num_attributes)))
+
+
+def painted(regions: dict[int, tuple[float, float, float]], width: int = 4):
+    """A face whose label map gives each class of ``regions`` its own row, in one flat sRGB
+    colour ([-1, 1], as the data loader gives it)."""
+    label = torch.zeros(len(regions), width, dtype=torch.long)
+    image = torch.zeros(3, len(regions), width)
+    for row, (index, rgb) in enumerate(regions.items()):
+        label[row] = index
+        image[:, row] = torch.tensor(rgb)[:, None] * 2 - 1
+    return image, label
+
+
+def test_region_color_error_by_hand():
+    """Generated = face 0's own photo and label, reference = face 1. skin: red vs white; hair:
+    black vs black; lips: only face 1 has them (skipped); cloth: in neither (skipped);
+    background: blue vs blue. Per region and averaged over the regions with pairs."""
+    from faceregen.evaluation import metrics
+
+    red, white, black, blue = (1, 0, 0), (1, 1, 1), (0, 0, 0), (0, 0, 1)
+    skin, hair, lip, background = 1, 13, 11, 0
+    face0 = painted({skin: red, hair: black, background: blue})
+    face1 = painted({skin: white, hair: black, lip: red, background: blue})
+    groups = scoring.AttributeGroups.from_config(["Bangs"], [], classifier_names=["Bangs"])
+    acc = scoring.ProtocolAccumulator(groups, [], with_target=False)
+    acc.update(face0[0][None], face0[1][None], torch.zeros(1, 1, dtype=torch.bool),
+               FakeEvaluators(1), ref_image=face1[0][None], ref_label=face1[1][None])
+    result = acc.result({})
+    skin_error = math.dist(metrics.srgb_to_lab(torch.tensor(red)).tolist(), (100, 0, 0))
+    per_region = result["region_color_error_per_region"]
+    assert per_region["skin"] == pytest.approx(skin_error, abs=0.02)
+    assert per_region["hair"] == pytest.approx(0, abs=1e-9)
+    assert per_region["background"] == pytest.approx(0, abs=1e-9)
+    assert per_region["lips"] is None and per_region["cloth"] is None
+    assert result["region_color_error"] == pytest.approx(skin_error / 3, abs=0.01)
+    assert result["region_color_skipped"] == {"skin": 0, "hair": 0, "lips": 1,
+                                              "background": 0, "cloth": 1}
+    assert result["region_color_pairs"]["skin"] == 1
+
+
+def test_gt_region_colors_are_the_score_of_a_model_that_draws_the_labels_own_face():
+    """The GT mask-swap number is what a generator that returns the label's own photo (and so
+    ignores the reference) scores; in reconstruction that generator scores 0."""
+    faces = [painted({1: (0.2 * k, 0.5, 0.3), 13: (0.1, 0.1 * k, 0.2), 0: (0.9, 0.8, 0.1 * k)})
+             for k in range(4)]
+    images = torch.stack([image for image, _ in faces])
+    labels = torch.stack([label for _, label in faces])
+    references = [2, 0, 3, 1]
+    groups = scoring.AttributeGroups.from_config(["Bangs"], [], classifier_names=["Bangs"])
+    real = scoring.ProtocolAccumulator(groups, [], with_target=False)
+    real.update(images, labels, torch.zeros(4, 1, dtype=torch.bool), FakeEvaluators(1))
+    for pairing in (references, list(range(4))):
+        model = scoring.ProtocolAccumulator(groups, [], with_target=False)
+        for start in (0, 2):  # two batches
+            batch = slice(start, start + 2)
+            refs = pairing[batch]
+            model.update(images[batch], labels[batch], torch.zeros(2, 1, dtype=torch.bool),
+                         FakeEvaluators(1), ref_image=images[refs], ref_label=labels[refs])
+        gt = scoring.paired_region_colors(*real.region_colors(), pairing)
+        assert model.result({})["region_color_error_per_region"] == pytest.approx(
+            gt["region_color_error_per_region"])
+        if pairing == references:
+            assert gt["region_color_error"] > 5
+        else:
+            assert gt["region_color_error"] == 0
+
+
 def test_eval_end_to_end_with_baseline_and_auto_trained_evaluators(eval_data, tmp_path,
                                                                    capsys, eval_config):
     cfg = eval_config(f"baseline_ckpt={eval_data['baseline']}",
@@ -136,10 +213,24 @@ def test_eval_end_to_end_with_baseline_and_auto_trained_evaluators(eval_data, tm
         counts = recon["attribute_counts"]
         assert sum(counts.values()) == 4 * len(saved["attribute_groups"]["geometry"]
                                                + saved["attribute_groups"]["appearance"])
+        for protocol in ("reconstruction", "mask_swap"):
+            scores = protocols[protocol]
+            assert isinstance(scores["region_color_error"], float)
+            assert set(scores["region_color_error_per_region"]) == set(scoring.COLOR_REGIONS)
+            for region in scoring.COLOR_REGIONS:
+                assert (scores["region_color_pairs"][region]
+                        + scores["region_color_skipped"][region]) == 4
     gt = saved["rows"]["gt"]["protocols"]["real"]
     assert gt["parser_feature_distance"] == pytest.approx(0, abs=1e-3)  # train vs itself here
+    gt_colors = gt["region_color_by_protocol"]
+    assert gt_colors["reconstruction"]["region_color_error"] == 0  # each photo vs itself
+    assert gt_colors["mask_swap"]["region_color_error"] > 1  # two different faces
     table = (run / "table.md").read_text()
     assert "| baseline |" in table and "| model |" in table and "| GT |" in table
+    assert "region colour error (CIELAB)" in table
+    gt_lines = [line for line in table.splitlines() if line.startswith("| GT |")]
+    swap_gt = gt_colors["mask_swap"]["region_color_error"]
+    assert "| 0.00 |" in gt_lines[0] and f"| {swap_gt:.2f} |" in gt_lines[1]
     assert "FID (random weights; tests only)" in table
     assert "ckpt=" in (run / "command.txt").read_text()
     assert result["rows"]["model"]["protocols"]["mask_swap"]["n_images"] == 4

@@ -7,35 +7,15 @@ import json
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save_file
 
 import faceregen.config  # noqa: F401  (registers the config schemas)
 from faceregen import regen
-from faceregen.checkpoint import save_checkpoint
 from faceregen.cli import main as cli_main
-from faceregen.models import build_networks
 from faceregen.regen import load_regenerator
 from faceregen.regen.model import EXPORT_FORMAT
-
-
-def write_tiny_checkpoint(path, cfg):
-    torch.manual_seed(0)
-    networks = build_networks(cfg.model)
-    encoder = networks.style_encoder
-    ema_generator = {k: v + 0.01 for k, v in networks.generator.state_dict().items()}
-    save_checkpoint({
-        "step": 11,
-        "config": OmegaConf.to_container(cfg, resolve=True),
-        "generator": networks.generator.state_dict(),
-        "generator_ema": ema_generator,
-        "style_encoder": encoder.state_dict() if encoder is not None else None,
-        "style_encoder_ema": encoder.state_dict() if encoder is not None else None,
-        "discriminator": networks.discriminator.state_dict(),
-    }, path)
-    return path
 
 
 @pytest.fixture(autouse=True)
@@ -54,8 +34,9 @@ def inputs(tmp_path):
 
 
 @pytest.mark.parametrize("model", ["style_pix2pixhd", "pix2pixhd"])
-def test_export_round_trip(tmp_path, capsys, model, tiny_cfg):
-    ckpt = write_tiny_checkpoint(tmp_path / "last.pt", tiny_cfg(f"model={model}"))
+def test_export_round_trip(tmp_path, capsys, model, tiny_cfg, tiny_checkpoint):
+    ckpt = tiny_checkpoint(tmp_path / "last.pt", tiny_cfg(f"model={model}"), step=11,
+                           ema_offset=0.01)
     cli_main(["export", "--ckpt", str(ckpt), "--out", str(tmp_path / "g.safetensors")])
     assert capsys.readouterr().out.strip() == str(tmp_path / "g.safetensors")
 
@@ -93,8 +74,9 @@ def expect_user_error(capsys, argv) -> str:
     return err[0]
 
 
-def test_export_user_errors(tmp_path, capsys, tiny_cfg):
-    ckpt = write_tiny_checkpoint(tmp_path / "last.pt", tiny_cfg("model=style_pix2pixhd"))
+def test_export_user_errors(tmp_path, capsys, tiny_cfg, tiny_checkpoint):
+    ckpt = tiny_checkpoint(tmp_path / "last.pt", tiny_cfg("model=style_pix2pixhd"), step=11,
+                           ema_offset=0.01)
     line = expect_user_error(capsys, ["export", "--ckpt", str(ckpt), "--out",
                                       str(tmp_path / "g.pt")])
     assert "g.pt" in line and ".safetensors" in line

@@ -48,9 +48,24 @@ def test_gan_loss_hand_made(mode, real, fake, generator):
     assert gan_loss(flat, True, mode) == pytest.approx(real)
 
 
+@pytest.mark.parametrize("mode", ["lsgan", "bce", "hinge"])
+def test_gan_loss_summed_over_scales_is_pix2pixhds(mode):
+    """pix2pixHD's GANLoss adds the scales' losses: with the two scales of PREDS, scale by scale
+    by hand, and twice the mean."""
+    target = {"lsgan": lambda p: (p - 1) ** 2, "bce": lambda p: softplus(-p),
+              "hinge": lambda p: max(0.0, 1 - p)}[mode]
+    assert gan_loss(PREDS, True, mode, scale_reduction="sum") == pytest.approx(
+        target(0.5) + target(-1.0))
+    for real in (True, False):
+        mean = gan_loss(PREDS, real, mode, scale_reduction="mean")
+        assert gan_loss(PREDS, real, mode, scale_reduction="sum") == pytest.approx(2 * mean)
+
+
 def test_gan_loss_rejects_unknown_mode_and_fake_hinge_generator():
     with pytest.raises(ValueError, match="lsgan"):
         gan_loss(PREDS, True, "wgan")
+    with pytest.raises(ValueError, match="scale reduction"):
+        gan_loss(PREDS, True, "lsgan", scale_reduction="max")
     with pytest.raises(ValueError, match="target_is_real"):
         gan_loss(PREDS, False, "hinge", for_discriminator=False)
 
@@ -118,6 +133,42 @@ def test_gradient_penalty_matches_the_analytic_value():
     wgan.backward()
     expected = sum(2 * a * (a * norm - 1) for a in (1.0, 2.0)) / 2 * w / norm
     torch.testing.assert_close(discriminator.w.grad, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_gradient_penalty_of_the_patch_mean_matches_the_analytic_value():
+    """reduction="mean": the gradient of the mean of P = 16 patches is factor_k * w / P."""
+    torch.manual_seed(0)
+    label = F.one_hot(torch.randint(0, 5, (3, 4, 4)), 5).permute(0, 3, 1, 2).float()
+    real, fake = torch.randn(3, 2, 4, 4), torch.randn(3, 2, 4, 4)
+    w = torch.randn(2, 4, 4) * 5
+    discriminator = LinearDiscriminator(w.clone(), label_channels=5)
+    norm, patches = w.norm().item(), 16
+
+    wgan = gradient_penalty(discriminator, real, fake, label, mode="wgan-gp", reduction="mean")
+    expected = sum((a * norm / patches - 1) ** 2 for a in (1.0, 2.0)) / 2
+    assert wgan.item() == pytest.approx(expected, rel=1e-5)
+    r1 = gradient_penalty(discriminator, real, None, label, mode="r1", reduction="mean")
+    assert r1.item() == pytest.approx(
+        sum((a * norm / patches) ** 2 for a in (1.0, 2.0)) / 2, rel=1e-5)
+    summed = gradient_penalty(discriminator, real, None, label, mode="r1", reduction="sum")
+    assert summed.item() == pytest.approx(patches ** 2 * r1.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="reduction"):
+        gradient_penalty(discriminator, real, fake, label, reduction="max")
+
+
+def test_gradient_penalty_of_the_patch_mean_is_per_sample():
+    """Each sample's gradient is its own patches' mean, whatever the rest of the batch holds."""
+    from faceregen.models.networks import MultiScaleDiscriminator
+
+    torch.manual_seed(0)
+    discriminator = MultiScaleDiscriminator(3, 3, ndf=4, n_layers=2, num_D=1)
+    label = torch.zeros(2, 3, 16, 16)
+    label[:, 0] = 1
+    real = torch.rand(2, 3, 16, 16)
+    both = gradient_penalty(discriminator, real, None, label, mode="r1", reduction="mean")
+    alone = [gradient_penalty(discriminator, real[i:i + 1], None, label[i:i + 1], mode="r1",
+                              reduction="mean") for i in range(2)]
+    assert both.item() == pytest.approx((alone[0].item() + alone[1].item()) / 2, rel=1e-5)
 
 
 def test_gradient_penalty_interpolates_per_sample(monkeypatch):
@@ -273,3 +324,14 @@ def test_perceptual_loss_layers_and_normalisation(random_vgg):
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     expected = random_vgg.slices[0](((image + 1) / 2 - mean) / std)
     torch.testing.assert_close(random_vgg._features(image)[0], expected)
+
+
+def test_perceptual_loss_raw_input_feeds_the_image_unchanged(random_vgg):
+    """input_mode="raw" (pix2pixHD, SPADE): the same VGG sees [-1, 1] as it is."""
+    raw = VGGPerceptualLoss(weights="random", input_mode="raw")
+    assert raw.input_mode == "raw" and random_vgg.input_mode == "imagenet"
+    image = torch.rand(1, 3, 16, 16) * 2 - 1
+    torch.testing.assert_close(raw._features(image)[0], raw.slices[0](image))
+    torch.testing.assert_close(raw._features(image)[0], random_vgg.slices[0](image))
+    with pytest.raises(FaceregenError, match="loss.vgg.input"):
+        VGGPerceptualLoss(weights="random", input_mode="bgr")

@@ -174,3 +174,65 @@ def test_ssim_matches_direct_window_loop():
 
 def test_l1_error():
     assert metrics.l1_error(torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2)).item() == 1.0
+
+
+# --- CIELAB and region colours ------------------------------------------------------------------
+
+@pytest.mark.parametrize("rgb,lab", [
+    ((1.0, 1.0, 1.0), (100.0, 0.0, 0.0)),           # the D65 white point
+    ((0.0, 0.0, 0.0), (0.0, 0.0, 0.0)),
+    ((1.0, 0.0, 0.0), (53.24, 80.09, 67.20)),        # the sRGB primaries (standard tables)
+    ((0.0, 1.0, 0.0), (87.73, -86.18, 83.18)),
+    ((0.0, 0.0, 1.0), (32.30, 79.19, -107.86)),
+    ((0.5, 0.5, 0.5), (53.39, 0.0, 0.0)),            # mid grey: L* of Y = 0.2140
+    ((0.01, 0.01, 0.01), (0.6992, 0.0, 0.0)),        # dark: the linear parts of both curves
+])
+def test_srgb_to_lab_known_values(rgb, lab):
+    got = metrics.srgb_to_lab(torch.tensor(rgb))
+    assert got.dtype == torch.float64
+    assert got.tolist() == pytest.approx(lab, abs=0.01)
+
+
+def test_srgb_to_lab_is_continuous_at_both_joins():
+    """The sRGB curve joins at 0.04045 and f at (6/29)^3: no step in L* across either join."""
+    grey = torch.linspace(0, 1, 20001)[:, None].expand(-1, 3)
+    lightness = metrics.srgb_to_lab(grey)[:, 0]
+    assert torch.all(lightness.diff() > 0)
+    assert lightness.diff().max() < 0.02
+
+
+def test_region_mean_lab_and_distance_by_hand():
+    """Two 2x2 images: region A = class 1, region B = classes 2 and 3, region C = class 4."""
+    label = torch.tensor([[[1, 1], [2, 3]], [[1, 2], [2, 2]]])
+    image = torch.zeros(2, 3, 2, 2)
+    image[0, :, 0, :] = 1.0                       # image 0: class 1 white
+    image[0, 0, 1, :] = 1.0                       # classes 2, 3 red
+    image[1, 0] = 1.0                             # image 1: all red
+    regions = [(1,), (2, 3), (4,)]
+    means, counts = metrics.region_mean_lab(image, label, regions)
+    assert counts.tolist() == [[2, 2, 0], [1, 3, 0]]
+    white, red = (100.0, 0.0, 0.0), (53.24, 80.09, 67.20)
+    assert means[0, 0].tolist() == pytest.approx(white, abs=0.01)
+    assert means[0, 1].tolist() == pytest.approx(red, abs=0.01)
+    assert means[1, 0].tolist() == pytest.approx(red, abs=0.01)
+    assert torch.isnan(means[:, 2]).all()
+
+    # pair image 0 with image 1: region A white vs red, B red vs red, C empty in both
+    distance = metrics.region_color_distance(means[:1], counts[:1], means[1:], counts[1:])
+    expected = math.dist(white, red)
+    assert distance[0, 0].item() == pytest.approx(expected, abs=0.02)
+    assert distance[0, 1].item() == pytest.approx(0, abs=1e-9)
+    assert math.isnan(distance[0, 2].item())
+    # a region present in one image only is skipped too
+    counts_b = counts[1:].clone()
+    counts_b[0, 0] = 0
+    assert math.isnan(metrics.region_color_distance(means[:1], counts[:1], means[1:],
+                                                    counts_b)[0, 0].item())
+
+
+def test_region_mean_lab_averages_lab_values_not_rgb():
+    """Half black, half white: the mean of the L* values (50), not L* of mid grey (53.4)."""
+    image = torch.zeros(1, 3, 1, 2)
+    image[..., 1] = 1.0
+    means, _ = metrics.region_mean_lab(image, torch.zeros(1, 1, 2, dtype=torch.long), [(0,)])
+    assert means[0, 0].tolist() == pytest.approx((50.0, 0.0, 0.0), abs=1e-3)

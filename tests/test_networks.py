@@ -21,6 +21,8 @@ from faceregen.models.networks import (
 )
 
 LABELS = 19
+# The generator options as pix2pixHD and the report have them (today's defaults).
+PIX2PIXHD = {"decoder_norm": "instance", "block_second_shift": True}
 
 
 def one_hot_labels(batch: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -51,7 +53,7 @@ def count(module: nn.Module) -> int:
 ])
 def test_generator_output_shape(height, width, n_downsample, upsample, use_style):
     generator = GlobalGenerator(LABELS, 3, ngf=8, n_downsample=n_downsample, n_blocks=2,
-                                use_style=use_style, upsample=upsample)
+                                use_style=use_style, upsample=upsample, **PIX2PIXHD)
     encoder = (StyleEncoder(LABELS, 3, generator.num_style_params, sft_mode="plus_one",
                             second_conv_skip=True) if use_style else None)
     label = one_hot_labels(2, height, width)
@@ -66,14 +68,14 @@ def test_generator_output_shape(height, width, n_downsample, upsample, use_style
 
 def test_size_not_divisible_by_downsampling_fails_with_message():
     generator = GlobalGenerator(LABELS, 3, ngf=8, n_downsample=3, n_blocks=1, use_style=False,
-                                upsample="transpose")
+                                upsample="transpose", **PIX2PIXHD)
     with pytest.raises(FaceregenError, match=r"36x32 .*2\*\*n_downsample = 8"):
         generator(one_hot_labels(1, 36, 32))
 
 
 def test_style_generator_without_style_fails_clearly():
     generator = GlobalGenerator(LABELS, 3, ngf=8, n_downsample=2, n_blocks=1, use_style=True,
-                                upsample="transpose")
+                                upsample="transpose", **PIX2PIXHD)
     with pytest.raises(FaceregenError, match="needs a style vector"):
         generator(one_hot_labels(1, 32, 32))
     with pytest.raises(FaceregenError, match="reference"):
@@ -86,9 +88,9 @@ def test_zero_style_equals_the_instance_norm_baseline():
     """AdaIN with mean 0 and sigma 1 + 0 is InstanceNorm: same weights, same output."""
     torch.manual_seed(0)
     styled = GlobalGenerator(LABELS, 3, ngf=8, n_downsample=2, n_blocks=2, use_style=True,
-                             upsample="transpose")
+                             upsample="transpose", **PIX2PIXHD)
     baseline = GlobalGenerator(LABELS, 3, ngf=8, n_downsample=2, n_blocks=2, use_style=False,
-                               upsample="transpose")
+                               upsample="transpose", **PIX2PIXHD)
     baseline.load_state_dict(styled.state_dict())
     label = one_hot_labels(2, 32, 32)
     zero_style = torch.zeros(2, styled.num_style_params)
@@ -98,7 +100,7 @@ def test_zero_style_equals_the_instance_norm_baseline():
 def test_style_vector_layout():
     """Block k, norm j uses style[:, 4Ck + 2C(j-1) : ...] as (mean, sigma - 1)."""
     generator = GlobalGenerator(LABELS, 3, ngf=4, n_downsample=2, n_blocks=3, use_style=True,
-                                upsample="transpose")
+                                upsample="transpose", **PIX2PIXHD)
     c = generator.bottleneck_channels
     style = torch.randn(2, generator.num_style_params, dtype=torch.float64)
     generator.double()
@@ -167,6 +169,27 @@ def test_sft_plus_one_is_the_identity_at_initialisation():
     assert not torch.allclose(report.sft1(features, cond), features)
 
 
+def test_sft_report_mode_starts_from_the_reports_init():
+    """sft_mode=report: every SFT conv N(0, 0.02) with zero bias (the trunk keeps Kaiming, std
+    sqrt(2 / 1.04 / fan_in)), so gamma starts near 0 and the layer nearly zeroes its input."""
+    torch.manual_seed(0)
+    encoder = StyleEncoder(LABELS, 3, num_style_params=16, sft_mode="report",
+                           second_conv_skip=True)
+    for sft in (encoder.sft1, encoder.sft2):
+        convs = [m for m in sft.modules() if isinstance(m, nn.Conv2d)]
+        assert len(convs) == 4
+        for conv in convs:  # 64 x 64 weights each
+            assert abs(conv.weight.std().item() - 0.02) < 0.002
+            assert torch.all(conv.bias == 0)
+    trunk = encoder.image_down[0][0]  # conv4 64 -> 64, fan_in 1024
+    assert abs(trunk.weight.std().item() - (2 / 1.04 / 1024) ** 0.5) < 0.003
+    features, cond = torch.randn(2, 64, 8, 8), torch.randn(2, 64, 8, 8)
+    gamma = encoder.sft1.gamma(cond)
+    assert gamma.abs().mean() < 0.05
+    out = encoder.sft1(features, cond)
+    assert (out - encoder.sft1.beta(cond)).abs().mean() < 0.05 * features.abs().mean()
+
+
 def test_sft_formula():
     sft = SFTLayer(4, 3, 8, mode="report")
     features, cond = torch.randn(2, 4, 5, 5), torch.randn(2, 3, 5, 5)
@@ -179,7 +202,7 @@ def test_sft_formula():
 def test_init_covers_transposed_convs_and_affine_norms():
     torch.manual_seed(0)
     generator = GlobalGenerator(LABELS, 3, ngf=32, n_downsample=2, n_blocks=1, use_style=False,
-                                upsample="transpose")
+                                upsample="transpose", **PIX2PIXHD)
     transposed = [m for m in generator.modules() if isinstance(m, nn.ConvTranspose2d)]
     assert transposed
     for module in transposed:
@@ -217,7 +240,8 @@ def discriminator_param_count(in_channels, ndf, n_layers, num_D):
     (8, 2, 1, "transpose"), (16, 3, 2, "resize")])
 def test_generator_parameter_count(ngf, n_downsample, n_blocks, upsample):
     for use_style in (True, False):
-        generator = GlobalGenerator(LABELS, 3, ngf, n_downsample, n_blocks, use_style, upsample)
+        generator = GlobalGenerator(LABELS, 3, ngf, n_downsample, n_blocks, use_style, upsample,
+                                    **PIX2PIXHD)
         assert count(generator) == generator_param_count(LABELS, 3, ngf, n_downsample, n_blocks)
     if (ngf, n_downsample, n_blocks) == (8, 2, 1):
         assert generator_param_count(LABELS, 3, 8, 2, 1) == (
@@ -291,3 +315,160 @@ def test_use_style_is_not_a_second_switch(tiny_cfg):
     """The generator uses AdaIN exactly when model.style_encoder is set; the old key is refused."""
     with pytest.raises(ConfigCompositionException, match="use_style"):
         tiny_cfg("model.generator.use_style=false")
+
+
+# --- decoder_norm and block_second_shift (the mean2 finding) --------------------------------------
+
+def perturbed(generator: GlobalGenerator, style: torch.Tensor, which: str,
+              delta: torch.Tensor) -> torch.Tensor:
+    """``style`` with ``delta`` [B, C] added to every block's AdaIN mean 1 or mean 2."""
+    c = generator.bottleneck_channels
+    offset = {"mean1": 0, "mean2": 2 * c}[which]
+    style = style.clone()
+    for block in range(len(generator.blocks)):
+        start = 4 * c * block + offset
+        style[:, start:start + c] += delta
+    return style
+
+
+def test_second_shift_is_a_per_channel_constant_on_the_skip_path():
+    """Each block's mean 2 is added after its last norm, on the skip path; the next block's
+    first AdaIN normalises it away inside that block, so the blocks' output moves by exactly
+    the sum of the perturbations, the same at every pixel."""
+    torch.manual_seed(0)
+    generator = GlobalGenerator(LABELS, 3, ngf=4, n_downsample=2, n_blocks=3, use_style=True,
+                                upsample="resize", **PIX2PIXHD).double()
+    label = one_hot_labels(2, 32, 32).double()
+    style = torch.randn(2, generator.num_style_params, dtype=torch.float64) * 0.3
+    delta = torch.randn(2, generator.bottleneck_channels, dtype=torch.float64)
+    captured = []
+    generator.blocks[-1].register_forward_hook(lambda m, i, o: captured.append(o))
+    generator(label, style)
+    generator(label, perturbed(generator, style, "mean2", delta))
+    change = captured[1] - captured[0]
+    expected = (3 * delta)[:, :, None, None].expand_as(change)
+    torch.testing.assert_close(change, expected, atol=1e-9, rtol=0)
+
+
+def test_instance_norm_in_the_decoder_removes_the_second_shift():
+    """The mean-2 finding end to end: with InstanceNorm (or AdaIN) after the first upsampling,
+    perturbing every block's mean 2 changes the image by a small fraction of what the same
+    perturbation of mean 1 does (what is left leaks through the zero padding of the upsampling
+    conv, a border one pixel wide); with LayerNorm or no norm there, as much as mean 1."""
+    label = one_hot_labels(2, 128, 128)
+    ratios = {}
+    for norm in ("instance", "adain", "layer", "none"):
+        torch.manual_seed(0)
+        generator = GlobalGenerator(LABELS, 3, ngf=4, n_downsample=1, n_blocks=2,
+                                    use_style=True, upsample="resize", decoder_norm=norm,
+                                    block_second_shift=True)
+        style = torch.randn(2, generator.num_style_params) * 0.3
+        delta = torch.randn(2, generator.bottleneck_channels)
+        with torch.no_grad():
+            base = generator(label, style)
+            effect = {which: (generator(label, perturbed(generator, style, which, delta))
+                              - base).abs().mean().item() for which in ("mean1", "mean2")}
+        assert effect["mean1"] > 1e-3
+        ratios[norm] = effect["mean2"] / effect["mean1"]
+    assert ratios["instance"] < 0.15 and ratios["adain"] < 0.15, ratios
+    assert ratios["layer"] > 0.7 and ratios["none"] > 0.7, ratios
+
+
+@pytest.mark.parametrize("decoder_norm,module", [
+    ("instance", nn.InstanceNorm2d), ("layer", nn.GroupNorm), ("group", nn.GroupNorm),
+    ("adain", AdaIN), ("none", nn.Identity)])
+def test_decoder_norm_replaces_only_the_first_upsampling_norm(decoder_norm, module):
+    torch.manual_seed(0)
+    generator = GlobalGenerator(LABELS, 3, ngf=8, n_downsample=2, n_blocks=1, use_style=True,
+                                upsample="resize", decoder_norm=decoder_norm,
+                                block_second_shift=True)
+    first, second = generator.decoder[2], generator.decoder[6]  # up, conv, NORM, ReLU, ...
+    assert type(first) is module and type(second) is nn.InstanceNorm2d
+    if decoder_norm in ("layer", "group"):  # one mean per sample / per group of 8 channels
+        assert first.num_groups == {"layer": 1, "group": 8}[decoder_norm]
+        assert first.num_channels == 16 and first.affine
+    # the decoder's AdaIN takes (mean, sigma - 1) for its 16 channels from the style's end
+    c = generator.bottleneck_channels
+    extra = 2 * 16 if decoder_norm == "adain" else 0
+    assert generator.num_style_params == 4 * c + extra
+    label = one_hot_labels(2, 32, 32)
+    style = torch.randn(2, generator.num_style_params) * 0.3
+    assert generator(label, style).shape == (2, 3, 32, 32)
+    if decoder_norm == "adain":
+        captured = {}
+        first.register_forward_hook(lambda m, i, o: captured.update(out=o))
+        generator(label, style)
+        var, mu = torch.var_mean(captured["out"], dim=(2, 3), correction=0)
+        torch.testing.assert_close(mu, style[:, 4 * c:4 * c + 16], atol=1e-5, rtol=0)
+
+
+def test_without_the_second_shift_the_style_has_three_quarters():
+    """block_second_shift=false: per block [mean 1 | sigma-1 1 | sigma-1 2]; mean 2 is zero,
+    which is the full generator with those entries of the style set to zero."""
+    torch.manual_seed(0)
+    kwargs = dict(ngf=4, n_downsample=2, n_blocks=2, use_style=True, upsample="resize",
+                  decoder_norm="instance")
+    full = GlobalGenerator(LABELS, 3, block_second_shift=True, **kwargs)
+    short = GlobalGenerator(LABELS, 3, block_second_shift=False, **kwargs)
+    short.load_state_dict(full.state_dict())
+    c = full.bottleneck_channels
+    assert short.num_style_params == 3 * c * 2 and full.num_style_params == 4 * c * 2
+    style = torch.randn(2, short.num_style_params)
+    padded = []
+    for block in style.split(3 * c, dim=1):
+        padded += [block[:, :2 * c], torch.zeros(2, c), block[:, 2 * c:]]
+    label = one_hot_labels(2, 32, 32)
+    torch.testing.assert_close(short(label, style), full(label, torch.cat(padded, 1)))
+
+
+def test_generator_options_are_checked():
+    kwargs = dict(ngf=4, n_downsample=2, n_blocks=1, upsample="resize", block_second_shift=True)
+    with pytest.raises(FaceregenError, match="decoder_norm must be one of"):
+        GlobalGenerator(LABELS, 3, use_style=True, decoder_norm="batch", **kwargs)
+    with pytest.raises(FaceregenError, match="needs a style encoder"):
+        GlobalGenerator(LABELS, 3, use_style=False, decoder_norm="adain", **kwargs)
+
+
+def test_a_checkpoint_from_before_the_generator_options_loads_as_it_was_trained(
+        tiny_cfg, tiny_checkpoint, tmp_path):
+    """A stored config without decoder_norm / block_second_shift (written before they existed)
+    builds the network of that time, whatever the schema's defaults become; it compares equal
+    to today's config of the same network (so that a run resumes)."""
+    from omegaconf import OmegaConf
+
+    from faceregen.checkpoint import load_checkpoint, save_checkpoint
+    from faceregen.models import LEGACY_GENERATOR_ARGUMENTS, with_legacy_arguments
+    from faceregen.regen import load_model
+
+    cfg = tiny_cfg()
+    path = tiny_checkpoint(tmp_path / "new.pt", cfg)
+    state = load_checkpoint(path)
+    for key in LEGACY_GENERATOR_ARGUMENTS:
+        del state["config"]["model"]["generator"][key]
+    save_checkpoint({k: v for k, v in state.items() if k not in ("format", "faceregen_version")},
+                    tmp_path / "old.pt")
+    old = load_model(tmp_path / "old.pt")
+    assert old.generator.decoder_norm == "instance"
+    assert all(block.second_shift for block in old.generator.blocks)
+    label = one_hot_labels(1, 32, 32).argmax(1)
+    ref = images(1, 32, 32)
+    torch.testing.assert_close(old(label, ref, label), load_model(path)(label, ref, label))
+    assert with_legacy_arguments(state["config"]["model"]) == OmegaConf.to_container(cfg.model)
+
+    # a stored value is kept: only missing arguments are filled in
+    layer = tiny_cfg("model.generator.decoder_norm=layer",
+                     "model.generator.block_second_shift=false")
+    nets = build_networks(OmegaConf.create(OmegaConf.to_container(layer)).model)
+    assert nets.generator.decoder_norm == "layer"
+    assert nets.style_encoder.num_style_params == nets.generator.num_style_params == 3 * 32
+
+
+def test_decoder_adain_parameters_come_from_the_encoder(tiny_cfg):
+    """build_networks sizes the encoder's head for the decoder AdaIN too (C/2 means + sigmas)."""
+    nets = build_networks(tiny_cfg("model.generator.decoder_norm=adain").model)
+    assert nets.style_encoder.num_style_params == nets.generator.num_style_params == 4 * 32 + 32
+    label, ref = one_hot_labels(1, 32, 32), images(1, 32, 32)
+    assert generate(nets.generator, nets.style_encoder, label, ref, label).shape == (1, 3, 32, 32)
+    with pytest.raises(FaceregenError, match="needs a style encoder"):
+        build_networks(tiny_cfg("+experiment=synthetic_baseline",
+                                "model.generator.decoder_norm=adain").model)

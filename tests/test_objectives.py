@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import faceregen.config  # noqa: F401  (registers the config schemas)
-from faceregen.losses import feature_matching_loss, gan_loss
+from faceregen.losses import feature_matching_loss, gan_loss, gradient_penalty
 from faceregen.models import build_networks, generate
 from faceregen.train.objectives import (
     backward_separately,
@@ -83,3 +83,34 @@ def test_penalty_step_adds_the_scaled_penalty_and_trains_only_d(tiny_cfg):
     backward_separately(sum(terms.values()), list(d.parameters()),
                         fake.mean(), list(nets.generator_parameters()))
     assert all(p.grad is not None for p in d.parameters())
+
+
+def test_objective_options_reach_the_losses(tiny_cfg):
+    """loss.adv_scale_reduction=sum doubles every adversarial term of the tiny two-scale
+    discriminator and leaves feature matching alone (pix2pixHD averages it over scales too);
+    loss.gp_reduction=mean gives the penalty of the per-sample patch mean."""
+    cfg, nets, label, real = tiny_setup(tiny_cfg, "lsgan")
+    assert cfg.loss.adv_scale_reduction == "mean" and cfg.loss.gp_reduction == "sum"
+    d = nets.discriminator
+    assert len(d.discriminators) == 2
+    fake = generate(nets.generator, nets.style_encoder, label, real, label)
+    fake_features, real_features = discriminate(d, label, fake, real)
+
+    def terms(*overrides):
+        loss_cfg = tiny_cfg("loss.lambda_l1=1", *overrides).loss
+        torch.manual_seed(1)  # the same interpolation draw for every call
+        d_terms = discriminator_objective(d, label, fake, real, fake_features, real_features,
+                                          loss_cfg, apply_penalty=True)
+        return {**d_terms, **generator_objective(fake, real, fake_features, real_features, None,
+                                                 loss_cfg)}
+
+    mean, summed = terms(), terms("loss.adv_scale_reduction=sum")
+    for key in ("loss_d/fake", "loss_d/real", "loss_g/adv"):
+        assert summed[key].item() == pytest.approx(2 * mean[key].item(), rel=1e-6)
+    for key in ("loss_g/feat", "loss_g/l1", "loss_d/gp"):
+        assert summed[key].item() == pytest.approx(mean[key].item(), rel=1e-6)
+    torch.manual_seed(1)
+    expected = gradient_penalty(d, real, fake, label, mode="wgan-gp", reduction="mean")
+    patch_mean = terms("loss.gp_reduction=mean")["loss_d/gp"]
+    assert patch_mean.item() == pytest.approx(cfg.loss.lambda_gp * expected.item(), rel=1e-5)
+    assert patch_mean.item() != pytest.approx(mean["loss_d/gp"].item(), rel=1e-2)

@@ -26,8 +26,7 @@ def ckpt(tmp_path_factory, tiny_cfg, tiny_checkpoint):
 
 @pytest.fixture(scope="module")
 def baseline_ckpt(tmp_path_factory, tiny_cfg, tiny_checkpoint):
-    return tiny_checkpoint(tmp_path_factory.mktemp("base") / "last.pt",
-                           tiny_cfg("model=pix2pixhd"))
+    return tiny_checkpoint(tmp_path_factory.mktemp("base") / "last.pt", tiny_cfg("model=pix2pixhd"))
 
 
 @pytest.fixture(autouse=True)

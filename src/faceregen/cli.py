@@ -50,6 +50,49 @@ def user_errors() -> Iterator[None]:
         sys.exit(2)
 
 
+class _HeldStderr:
+    """stderr that holds what is written until the Hydra task starts.
+
+    Hydra reports a bad override or a misspelt key itself, over several lines with exit
+    status 1, before the task runs; holding that text lets :func:`_hydra_app` turn it into
+    one `error:` line and exit 2 like every other command. From the task's start everything
+    passes straight through (the logging handlers Hydra made meanwhile keep this object).
+    """
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.holding = True
+        self.held: list[str] = []
+
+    def write(self, text: str) -> int:
+        if self.holding:
+            self.held.append(text)
+            return len(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        if not self.holding:
+            self.stream.flush()
+
+    def release(self) -> str:
+        """Stop holding; return what was held."""
+        self.holding = False
+        text, self.held = "".join(self.held), []
+        return text
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)
+
+
+def hydra_error_lines(text: str) -> list[str]:
+    """Hydra's composition error as ``error: <first line>`` and its other lines indented."""
+    lines = [line for line in text.strip().splitlines()
+             if line.strip() and "HYDRA_FULL_ERROR" not in line]
+    if not lines:
+        return ["error: the configuration could not be composed"]
+    return [f"error: {lines[0].strip()}"] + [f"  {line.rstrip()}" for line in lines[1:]]
+
+
 def _hydra_app(config_name: str, task: str, argv: list[str]) -> None:
     """Run ``task`` ("module:function", imported lazily) as a Hydra app on ``argv``."""
     import hydra
@@ -57,15 +100,32 @@ def _hydra_app(config_name: str, task: str, argv: list[str]) -> None:
 
     from faceregen.config import config_dir
 
+    stderr = sys.stderr
+    held = _HeldStderr(stderr)
+
     @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=config_name)
     def app(cfg) -> None:
+        # No closure over the held stream: launchers such as submitit pickle this function.
+        if isinstance(sys.stderr, _HeldStderr):
+            sys.stderr.stream.write(sys.stderr.release())
         module_name, func_name = task.split(":")
         with user_errors():
             func = getattr(importlib.import_module(module_name), func_name)
             func(cfg, Path(HydraConfig.get().runtime.output_dir))
 
     sys.argv = [f"faceregen-{config_name}", *argv]
-    app()
+    sys.stderr = held
+    try:
+        app()
+    except SystemExit as exc:
+        if held.holding and exc.code not in (0, None):
+            text = held.release()
+            print("\n".join(hydra_error_lines(text)), file=stderr, flush=True)
+            sys.exit(2)
+        raise
+    finally:
+        stderr.write(held.release())
+        sys.stderr = stderr
 
 
 def train_main(argv: list[str]) -> None:
@@ -98,6 +158,10 @@ def main(argv: list[str] | None = None) -> None:
               file=sys.stderr)
         sys.exit(2)
     module_name, func_name = SUBCOMMANDS[name][1].split(":")
-    with user_errors():
-        func = getattr(importlib.import_module(module_name), func_name)
-        func(rest)
+    try:
+        with user_errors():
+            func = getattr(importlib.import_module(module_name), func_name)
+            func(rest)
+    except KeyboardInterrupt:  # what was written is complete: every write is atomic
+        print(f"faceregen {name}: interrupted", file=sys.stderr, flush=True)
+        sys.exit(130)

@@ -67,6 +67,10 @@ class GeneratorConfig:
     n_downsample: int = MISSING
     n_blocks: int = MISSING
     upsample: str = MISSING
+    # The decoder's first normalisation: instance (pix2pixHD) | layer | group | adain | none.
+    decoder_norm: str = "instance"
+    # The residual blocks' second AdaIN mean (the report's); false drops it from the style.
+    block_second_shift: bool = True
 
 
 @dataclass
@@ -106,16 +110,25 @@ class ModelConfig:
 class VGGConfig:
     weights: str = MISSING
     path: Optional[str] = None  # a torchvision vgg19 state_dict; else the hub cache, else download
+    # imagenet: [-1, 1] -> [0, 1] -> ImageNet mean/std (about 2x the term of raw); raw: [-1, 1]
+    # straight in, as pix2pixHD and SPADE do.
+    input: str = "imagenet"
 
 
 @dataclass
 class LossConfig:
     gan_mode: str = MISSING
+    # How the adversarial loss (G and D) combines the discriminator's scales: mean (SPADE) or
+    # sum (pix2pixHD; num_D times the adversarial weight against feature matching and VGG).
+    adv_scale_reduction: str = "mean"
     lambda_feat: float = MISSING
     lambda_vgg: float = MISSING
     lambda_l1: float = MISSING
     lambda_gp: float = MISSING
     gp_mode: str = MISSING
+    # What the penalty differentiates per sample and scale: the sum of the patch logits (the
+    # report's; its strength grows with the patch count) or their mean (one average patch).
+    gp_reduction: str = "sum"
     gp_every: int = MISSING
     vgg: VGGConfig = field(default_factory=VGGConfig)
 
@@ -156,6 +169,66 @@ class TrainerConfig:
     keep_last: int = 3
     num_samples: int = 8
     resume: Optional[str] = None
+
+
+# key -> (smallest allowed value, what it is): ranges the schema's types cannot express.
+TRAIN_MINIMUMS = {
+    "data.size": (1, "the image size"),
+    "data.batch_size": (1, "images per step and process"),
+    "data.num_workers": (0, "loader processes"),
+    "trainer.max_steps": (1, "training steps"),
+    "trainer.log_every": (1, "steps between log lines"),
+    "trainer.sample_every": (1, "steps between sample grids"),
+    "trainer.ckpt_every": (1, "steps between checkpoints"),
+    "trainer.keep_last": (1, "step checkpoints kept"),
+    "trainer.num_samples": (1, "faces in a sample grid"),
+    "loss.gp_every": (1, "steps between penalty applications"),
+}
+
+
+def train_choices() -> dict[str, tuple[str, ...]]:
+    """key -> the values it may take: string settings the schema's types cannot restrict."""
+    from faceregen.losses import (
+        GAN_MODES,
+        GP_MODES,
+        GP_REDUCTIONS,
+        SCALE_REDUCTIONS,
+        VGG_INPUTS,
+    )
+    from faceregen.models.networks.generator import DECODER_NORMS, UPSAMPLE_MODES
+    from faceregen.models.networks.normalization import SFTLayer
+
+    return {"loss.gan_mode": GAN_MODES, "loss.adv_scale_reduction": SCALE_REDUCTIONS,
+            "loss.gp_mode": GP_MODES, "loss.gp_reduction": GP_REDUCTIONS,
+            "loss.vgg.input": VGG_INPUTS, "model.generator.upsample": UPSAMPLE_MODES,
+            "model.generator.decoder_norm": DECODER_NORMS,
+            "model.style_encoder.sft_mode": SFTLayer.MODES}
+
+
+def check_train_settings(cfg) -> None:
+    """Refuse settings out of range before any work starts (one error naming the key)."""
+    from omegaconf import OmegaConf
+
+    from faceregen.errors import FaceregenError
+
+    for key, choices in train_choices().items():
+        value = OmegaConf.select(cfg, key)
+        if value is not None and value not in choices:
+            raise FaceregenError(f"{key}={value}: must be one of {', '.join(choices)}")
+    for key, (minimum, meaning) in TRAIN_MINIMUMS.items():
+        value = OmegaConf.select(cfg, key)
+        if value is not None and value < minimum:
+            raise FaceregenError(f"{key}={value}: must be at least {minimum} ({meaning})")
+    max_minutes = OmegaConf.select(cfg, "trainer.max_minutes")
+    if max_minutes is not None and max_minutes <= 0:
+        raise FaceregenError(f"trainer.max_minutes={max_minutes}: must be positive, or null")
+    ema_decay = OmegaConf.select(cfg, "trainer.ema_decay")
+    if ema_decay is not None and not 0 <= ema_decay < 1:
+        raise FaceregenError(f"trainer.ema_decay={ema_decay}: must be in [0, 1)")
+    for key in ("loss.lambda_feat", "loss.lambda_vgg", "loss.lambda_l1", "loss.lambda_gp"):
+        value = OmegaConf.select(cfg, key)
+        if value is not None and value < 0:
+            raise FaceregenError(f"{key}={value}: a loss weight cannot be negative")
 
 
 def register_schemas() -> None:

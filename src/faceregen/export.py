@@ -18,7 +18,7 @@ from faceregen.checkpoint import find_latest_checkpoint, load_checkpoint, strip_
 from faceregen.errors import FaceregenError
 from faceregen.models.allowlist import check_stored_config
 from faceregen.regen.model import EXPORT_FORMAT, GENERATOR_PREFIX, STYLE_ENCODER_PREFIX
-from faceregen.utils import atomic_path
+from faceregen.utils import atomic_path, remove_stale_temporaries
 
 
 def export_checkpoint(ckpt_path: str | os.PathLike, out_path: str | os.PathLike) -> Path:
@@ -32,6 +32,7 @@ def export_checkpoint(ckpt_path: str | os.PathLike, out_path: str | os.PathLike)
         raise FaceregenError(f"{out_path}: output folder {out_path.parent} does not exist")
     if out_path.resolve() == ckpt_path.resolve():
         raise FaceregenError(f"{out_path}: output would overwrite the checkpoint")
+    remove_stale_temporaries(out_path.parent)
     state = load_checkpoint(ckpt_path)
     if state.get("generator_ema") is None:
         raise FaceregenError(f"{ckpt_path}: the checkpoint has no EMA generator weights")

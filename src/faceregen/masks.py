@@ -1,13 +1,17 @@
 """Label-map I/O shared by every command: index and colour masks, palette snapping, one-hot.
 
-Masks on disk are either index PNGs (mode L/P, values 0..18) or colour PNGs in the label
-palette (docs/labels.md). Colour masks that went through resampling or JPEG are snapped to the
-nearest palette colour; a mask whose pixels are far from every palette colour is rejected,
-because silently mapping an unknown colour to some class would corrupt training or evaluation.
+Masks on disk are either index PNGs (mode L/P, values 0..18) or colour images in the label
+palette (docs/labels.md). Colour masks that went through resampling or JPEG are cleaned
+(:mod:`faceregen.mask_cleaning`): pixels that clearly show a palette colour keep it, the
+blended fringe along region edges takes the label of its clear neighbours. A mask with a patch of a
+colour far from every palette colour, or one that is mostly fringe (a photo, noise), is
+rejected, because silently mapping an unknown colour to some class would corrupt training or
+evaluation.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,27 +22,26 @@ from PIL import Image
 
 from faceregen.errors import FaceregenError
 from faceregen.labels import NUM_CLASSES, PALETTE
+from faceregen.mask_cleaning import (
+    MAX_COLOR_DISTANCE,
+    MAX_FILL_RADIUS,
+    clean_color_mask,
+    palette_distances,
+)
 from faceregen.utils import atomic_path
 
-# A pixel farther than this (Euclidean, RGB) from every palette colour is "off-palette".
-MAX_COLOR_DISTANCE = 60.0
-# Edge pixels of a resampled colour mask may blend two classes; tolerate that many.
+logger = logging.getLogger("faceregen.masks")
+
+# Off-palette pixels (farther than MAX_COLOR_DISTANCE from every palette colour) that no clear
+# neighbour explains, a patch of a foreign colour: tolerated up to this share of the mask.
 MAX_OFF_PALETTE_FRACTION = 0.01
+# More pixels than this share without a clear palette colour: a photo or noise, not a label map.
+MAX_UNCLEAR_FRACTION = 0.6
 
 
 def _nearest_palette(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest palette index and its distance per pixel, computed once per distinct colour."""
-    rgb = np.asarray(rgb)[..., :3]
-    packed = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[
-        ..., 2
-    ].astype(np.int32)
-    colors, inverse = np.unique(packed.ravel(), return_inverse=True)
-    unique_rgb = np.stack([(colors >> 16) & 255, (colors >> 8) & 255, colors & 255], axis=1)
-    diff = unique_rgb[:, None, :].astype(np.float32) - PALETTE[None, :, :].astype(np.float32)
-    dist = np.sqrt((diff**2).sum(axis=2))
-    nearest = dist.argmin(axis=1)
-    labels = nearest.astype(np.uint8)[inverse].reshape(packed.shape)
-    distance = dist[np.arange(len(colors)), nearest][inverse].reshape(packed.shape)
+    """Nearest palette index and its distance per pixel."""
+    labels, distance, _ = palette_distances(rgb)
     return labels, distance
 
 
@@ -56,17 +59,28 @@ def snap_to_palette(
 
 
 def _check_color_mask(rgb: np.ndarray, path: Path | str) -> np.ndarray:
-    labels, distance = _nearest_palette(rgb)
-    bad = distance > MAX_COLOR_DISTANCE
-    if bad.mean() > MAX_OFF_PALETTE_FRACTION:
-        bad_colors, counts = np.unique(rgb[..., :3][bad], axis=0, return_counts=True)
+    rgb = np.asarray(rgb)[..., :3]
+    cleaned = clean_color_mask(rgb)
+    total = cleaned.labels.size
+    if cleaned.foreign > MAX_OFF_PALETTE_FRACTION * total:
+        bad = _nearest_palette(rgb)[1] > MAX_COLOR_DISTANCE
+        bad_colors, counts = np.unique(rgb[bad], axis=0, return_counts=True)
         worst = tuple(int(c) for c in bad_colors[counts.argmax()])
         raise FaceregenError(
-            f"{path}: {int(bad.sum())} of {bad.size} pixels are far from every palette colour "
-            f"(most common: RGB{worst}, {int(counts.max())} pixels); not a CelebAMask-HQ "
-            "colour mask"
-        )
-    return labels
+            f"{path}: {int(bad.sum())} of {total} pixels are far from every palette colour "
+            f"(most common: RGB{worst}, {int(counts.max())} pixels), {cleaned.foreign} of them "
+            f"with no clear label within {MAX_FILL_RADIUS} pixels; not a CelebAMask-HQ colour "
+            "mask")
+    if cleaned.unclear > MAX_UNCLEAR_FRACTION * total:
+        raise FaceregenError(
+            f"{path}: {cleaned.unclear} of {total} pixels ({cleaned.unclear / total:.0%}) show "
+            "no clear palette colour; a photo or noise, not a CelebAMask-HQ colour mask")
+    if cleaned.unclear:
+        logger.warning(
+            "%s: %d of %d pixels (%.1f%%) were not clearly one palette colour (JPEG or "
+            "resizing fringe) and took the label of their clear neighbours", path,
+            cleaned.unclear, total, 100 * cleaned.unclear / total)
+    return cleaned.labels
 
 
 def read_mask(path: str | os.PathLike | BinaryIO, name: str | None = None,

@@ -20,17 +20,37 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     0600, so that teammates can read a shared dataset or checkpoint. The temporary name holds
     the writer's pid, so that :func:`remove_stale_temporaries` can tell an abandoned one.
     """
+    from faceregen.errors import FaceregenError
+
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.",
-                               suffix=TEMPORARY_MARK + path.suffix, dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.",
+                                   suffix=TEMPORARY_MARK + path.suffix, dir=path.parent)
+    except OSError as exc:
+        raise FaceregenError(f"{path}: cannot write there ({exc.strerror})") from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~current_umask())
-        os.replace(tmp_path, path)
+        try:
+            os.chmod(tmp_path, 0o666 & ~current_umask())
+            os.replace(tmp_path, path)
+        except OSError as exc:
+            raise FaceregenError(f"{path}: cannot write there ({exc.strerror})") from None
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def make_dirs(path: str | os.PathLike) -> Path:
+    """``mkdir -p``; a folder that cannot be made is a user error naming it."""
+    from faceregen.errors import FaceregenError
+
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FaceregenError(f"{path}: cannot create the folder ({exc.strerror})") from None
+    return path
 
 
 def current_umask() -> int:
@@ -75,16 +95,30 @@ def _process_alive(pid: int) -> bool:
 
 
 def resolve_device(name: str = "auto"):
-    """``auto`` picks CUDA when available, else CPU; ``cuda`` without a GPU is a user error."""
+    """``auto`` picks CUDA when available, else CPU; anything else must be a device torch knows
+    and this machine has (``cpu``, ``cuda``, ``cuda:1``, ``mps``)."""
     import torch
 
     from faceregen.errors import FaceregenError
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise FaceregenError(f"device '{name}' was asked for, but no CUDA GPU is available")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise FaceregenError(f"device '{name}' is not a device name; use auto, cpu, cuda or "
+                             "cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise FaceregenError(f"device '{name}' was asked for, but no CUDA GPU is available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise FaceregenError(f"device '{name}': this machine has "
+                                 f"{torch.cuda.device_count()} CUDA GPU(s)")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise FaceregenError(f"device '{name}' was asked for, but MPS is not available")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise FaceregenError(f"device '{name}': faceregen runs on cpu, cuda or mps")
+    return device
 
 
 def autocast_dtype(precision: str):
@@ -124,3 +158,11 @@ def torch_load(path: str | os.PathLike, what: str, error: type[Exception] | None
         else:
             reason = text.splitlines()[0] if text else type(exc).__name__
         raise error(f"{path}: not a loadable {what} ({reason})") from None
+
+
+def ignore_interrupts() -> None:
+    """Pool initializer: Ctrl-C goes to the whole process group, but only the parent should
+    react (one message and a clean stop), not every worker with its own traceback."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

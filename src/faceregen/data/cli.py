@@ -23,6 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--size", type=int, default=256, help="photo size (masks are half)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--workers", type=int, default=default_workers)
+    synth.add_argument("--overwrite", action="store_true",
+                       help="replace what --out holds (by default it must be empty, or an "
+                            "interrupted synth of the same settings, which is finished)")
 
     prep = commands.add_parser("prepare", help="merge masks, resize, write manifest.csv")
     prep.add_argument("--root", required=True, help="raw CelebAMask-HQ-layout folder")
@@ -41,7 +44,7 @@ def main(argv: list[str]) -> None:
     start = time.perf_counter()
     if args.command == "synth":
         root = synthesize(args.out, num=args.num, size=args.size, seed=args.seed,
-                          workers=args.workers)
+                          workers=args.workers, overwrite=args.overwrite)
         print(f"wrote {args.num} synthetic faces ({args.size}px) to {root} "
               f"in {time.perf_counter() - start:.1f} s")
         return

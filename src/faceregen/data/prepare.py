@@ -29,7 +29,7 @@ from faceregen.data import celebamask as layout
 from faceregen.errors import FaceregenError
 from faceregen.labels import ATTRIBUTE_NAMES, PART_NAMES
 from faceregen.masks import write_index_mask
-from faceregen.utils import atomic_path
+from faceregen.utils import atomic_path, ignore_interrupts, make_dirs, remove_stale_temporaries
 
 MANIFEST = "manifest.csv"
 META = "meta.json"
@@ -147,7 +147,7 @@ def _run_jobs(jobs: list, workers: int, progress: bool):
                 yield _prepare_job(job)
                 bar.update()
         else:
-            with get_context().Pool(workers) as pool:
+            with get_context().Pool(workers, initializer=ignore_interrupts) as pool:
                 for result in pool.imap(_prepare_job, jobs, chunksize=4):
                     yield result
                     bar.update()
@@ -202,8 +202,9 @@ def prepare(root: str | os.PathLike, out: str | os.PathLike, size: int, split: s
     if not ids:
         raise FaceregenError(f"{root}: no faces to prepare with split '{split}'")
 
-    for folder in ("images", "labels"):
-        (out / folder).mkdir(parents=True, exist_ok=True)
+    for folder in (".", "images", "labels"):
+        make_dirs(out / folder)
+        remove_stale_temporaries(out / folder)  # left by an interrupted run
     (out / MANIFEST).unlink(missing_ok=True)
     _write_meta(out, {**params, "complete": False})
 

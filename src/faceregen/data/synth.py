@@ -14,6 +14,7 @@ A face depends only on (seed, k): the set is the same for any number of workers.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from tqdm import tqdm
 from faceregen.data import celebamask as layout
 from faceregen.errors import FaceregenError
 from faceregen.labels import ATTRIBUTE_NAMES, LABEL_NAMES, PART_NAMES
-from faceregen.utils import atomic_path
+from faceregen.utils import atomic_path, ignore_interrupts, make_dirs, remove_stale_temporaries
 
 L = {name: index for index, name in enumerate(LABEL_NAMES)}
 JPEG_QUALITY = 92
@@ -799,20 +800,54 @@ def split_orig_indices(num: int, seed: int) -> list[int]:
     return orig
 
 
+SYNTH_META = "synth.json"  # the settings of the set being written, first thing
+
+
+def synth_state(root: Path, num: int, size: int, seed: int) -> str:
+    """What ``root`` holds: ``empty``, ``resume`` (an unfinished synth of these settings),
+    ``complete`` (a finished one) or ``other`` (anything else, which synth must not touch)."""
+    if not root.exists() or (root.is_dir() and not any(root.iterdir())):
+        return "empty"
+    try:
+        settings = json.loads((root / SYNTH_META).read_text())
+    except (OSError, ValueError):
+        return "other"
+    if settings != {"num": num, "size": size, "seed": seed}:
+        return "other"
+    return "complete" if (root / layout.ATTRIBUTE_FILE).exists() else "resume"
+
+
 def synthesize(out: str | os.PathLike, num: int, size: int, seed: int = 0,
-               workers: int = 1, progress: bool = True) -> Path:
+               workers: int = 1, progress: bool = True, overwrite: bool = False) -> Path:
     """Write ``num`` synthetic faces at ``size``² in CelebAMask-HQ's raw layout under ``out``.
 
-    The attribute file is written last, so its presence marks a complete set.
+    ``out`` must be empty or hold an unfinished synth of the same settings (which is then
+    finished), unless ``overwrite``: a slip of the folder name must not overwrite a real
+    dataset. The attribute file is written last, so its presence marks a complete set.
     """
     if num < 1:
         raise FaceregenError(f"--num must be at least 1, got {num}")
     if size < 16 or size % 2:
         raise FaceregenError(f"--size must be an even number >= 16, got {size}")
     root = Path(out)
-    (root / layout.IMAGE_DIR).mkdir(parents=True, exist_ok=True)
-    for folder in range((num - 1) // layout.FACES_PER_MASK_FOLDER + 1):
-        (root / layout.MASK_DIR / str(folder)).mkdir(parents=True, exist_ok=True)
+    state = synth_state(root, num, size, seed)
+    if state in ("other", "complete") and not overwrite:
+        holds = ("this synthetic set already" if state == "complete" else
+                 "files that are not an unfinished synthetic set of these settings")
+        raise FaceregenError(f"{root}: holds {holds}; synth writes only into an empty folder "
+                             "(or finishes its own interrupted run): choose another --out, or "
+                             "pass --overwrite to replace what is there")
+    if not root.is_dir() and root.exists():
+        raise FaceregenError(f"{root}: not a folder")
+    make_dirs(root)
+    with atomic_path(root / SYNTH_META) as tmp:
+        tmp.write_text(json.dumps({"num": num, "size": size, "seed": seed}) + "\n")
+    folders = [root, root / layout.IMAGE_DIR] + [
+        root / layout.MASK_DIR / str(folder)
+        for folder in range((num - 1) // layout.FACES_PER_MASK_FOLDER + 1)]
+    for folder in folders:
+        make_dirs(folder)
+        remove_stale_temporaries(folder)  # left by an interrupted run
     (root / layout.ATTRIBUTE_FILE).unlink(missing_ok=True)
     jobs = [(str(root), k, seed, size) for k in range(num)]
     attributes: dict[int, list[int]] = {}
@@ -823,7 +858,7 @@ def synthesize(out: str | os.PathLike, num: int, size: int, seed: int = 0,
             attributes[k] = values
             bar.update()
     else:
-        with get_context().Pool(workers) as pool:
+        with get_context().Pool(workers, initializer=ignore_interrupts) as pool:
             for k, values in pool.imap_unordered(_write_face_job, jobs, chunksize=8):
                 attributes[k] = values
                 bar.update()

@@ -18,7 +18,7 @@ from torch import nn
 from faceregen import __version__
 from faceregen.errors import FaceregenError
 from faceregen.models.networks.evaluators import AttributeClassifier, UNetParser
-from faceregen.utils import atomic_path, torch_load
+from faceregen.utils import atomic_path, make_dirs, torch_load
 
 EVALUATOR_FORMAT = "faceregen-evaluator-v2"
 OLD_FORMATS = ("faceregen-evaluator-v1",)
@@ -58,7 +58,7 @@ def save_evaluator(path: str | Path, kind: str, network: nn.Module,
                    attribute_names: list[str] | None = None) -> None:
     """Write the evaluator checkpoint atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     state = {
         "format": EVALUATOR_FORMAT,
         "faceregen_version": __version__,

@@ -1,4 +1,5 @@
-"""Small pure metric functions: Frechet distance, segmentation, attribute, PSNR/SSIM, L1.
+"""Small pure metric functions: Frechet distance, segmentation, attribute, PSNR/SSIM, L1,
+region colours in CIELAB.
 
 Segmentation metrics go through a confusion matrix so that they can be accumulated over
 batches and stay exact (no averaging of per-batch ratios). Image metrics work on [0,1] images
@@ -137,3 +138,60 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, window_size:
 def l1_error(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean absolute difference per image."""
     return (x.double() - y.double()).abs().flatten(1).mean(1)
+
+
+# sRGB (IEC 61966-2-1) linear RGB -> CIE XYZ, D65 white; the D65 white point of CIELAB.
+SRGB_TO_XYZ = ((0.4124564, 0.3575761, 0.1804375),
+               (0.2126729, 0.7151522, 0.0721750),
+               (0.0193339, 0.1191920, 0.9503041))
+D65_WHITE = (0.95047, 1.0, 1.08883)
+
+
+def srgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
+    """sRGB in [0, 1] (channels last, [..., 3]) -> CIELAB (L*, a*, b*), D65, float64.
+
+    Undo the sRGB transfer curve, take XYZ by the sRGB matrix, divide by the white point, then
+    L* = 116 f(Y) - 16, a* = 500 (f(X) - f(Y)), b* = 200 (f(Y) - f(Z)) with f(t) = t^(1/3)
+    above (6/29)^3 and its linear continuation t / (3 (6/29)^2) + 4/29 below.
+    """
+    rgb = rgb.double()
+    linear = torch.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    matrix = torch.tensor(SRGB_TO_XYZ, dtype=torch.float64, device=rgb.device)
+    white = torch.tensor(D65_WHITE, dtype=torch.float64, device=rgb.device)
+    xyz = linear @ matrix.T / white
+    delta = 6 / 29
+    f = torch.where(xyz > delta**3, xyz.clamp_min(delta**3) ** (1 / 3),
+                    xyz / (3 * delta**2) + 4 / 29)
+    fx, fy, fz = f.unbind(-1)
+    return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], dim=-1)
+
+
+def region_mean_lab(image: torch.Tensor, label: torch.Tensor,
+                    regions: list[tuple[int, ...]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean CIELAB colour of each region of each image, and its pixel count.
+
+    ``image``: [B, 3, H, W] sRGB in [0, 1]; ``label``: [B, H, W] class ids; ``regions``: the
+    class ids of each region. Returns means [B, R, 3] (float64; NaN for an empty region) and
+    counts [B, R] (int64). Pixels are converted to CIELAB first, then averaged.
+    """
+    lab = srgb_to_lab(image.movedim(1, -1)).flatten(1, 2)                  # [B, HW, 3]
+    label = label.to(image.device).flatten(1)                              # [B, HW]
+    means, counts = [], []
+    for classes in regions:
+        mask = torch.zeros_like(label, dtype=torch.bool)
+        for index in classes:
+            mask |= label == index
+        count = mask.sum(1)                                                # [B]
+        total = (lab * mask[..., None]).sum(1)                             # [B, 3]
+        means.append(total / count[:, None])  # 0 / 0 = NaN for an empty region
+        counts.append(count)
+    return torch.stack(means, 1).cpu(), torch.stack(counts, 1).cpu()
+
+
+def region_color_distance(means_a: torch.Tensor, counts_a: torch.Tensor,
+                          means_b: torch.Tensor, counts_b: torch.Tensor) -> torch.Tensor:
+    """Euclidean CIELAB distance (CIE76 delta E) between paired region means, [N, R] float64;
+    NaN where the region is empty in either image of the pair."""
+    distance = (means_a.double() - means_b.double()).norm(dim=-1)
+    present = (counts_a > 0) & (counts_b > 0)
+    return torch.where(present, distance, torch.full_like(distance, float("nan")))

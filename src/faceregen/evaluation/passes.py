@@ -101,7 +101,8 @@ def generated_pass(regen, pairs: ProtocolPairs, ctx: EvalContext, description: s
         generated = regen(batch["label"], batch["ref_image"], batch["ref_label"]).float()
         expected = ctx.groups.expected(batch["label_attributes"], batch["ref_attributes"])
         acc.update(generated, batch["label"], expected, ctx.evaluators,
-                   target=batch["target"].to(ctx.device))
+                   target=batch["target"].to(ctx.device),
+                   ref_image=batch["ref_image"].to(ctx.device), ref_label=batch["ref_label"])
         if kept < ctx.num_examples:
             take = min(ctx.num_examples - kept, generated.shape[0])
             for key, value in (("label", batch["label"]), ("ref_image", batch["ref_image"]),

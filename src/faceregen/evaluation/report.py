@@ -53,6 +53,7 @@ TABLE_COLUMNS = (
     ("mIoU (%)", "segmentation_miou", True, 2),
     ("FID", "fid", False, 2),
     ("parser feature distance", "parser_feature_distance", False, 4),
+    ("region colour error (CIELAB)", "region_color_error", False, 2),
     ("PSNR (dB)", "psnr", False, 2),
     ("SSIM", "ssim", False, 4),
 )
@@ -78,14 +79,20 @@ def markdown_table(result: dict[str, Any]) -> str:
             for _, key, percent, digits in TABLE_COLUMNS:
                 if key == "fid":
                     key = "fid_random_weights" if random_fid else "fid"
-                cells.append(format_cell(scores.get(key), percent, digits))
+                value = scores.get(key)
+                if row == "gt" and key == "region_color_error":  # GT: per protocol's pairs
+                    value = scores.get("region_color_by_protocol", {}).get(protocol, {}).get(key)
+                cells.append(format_cell(value, percent, digits))
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     n = result["dataset"]["n_images"]
     lines.append(f"{n} {result['dataset']['split']} images of {result['dataset']['root']} at "
                  f"{result['dataset']['size']} px. GT: evaluators on the real photos; its FID "
                  "and parser feature distance compare real train photos with the real test "
-                 "photos ('-' when gt_reference is null).")
+                 "photos ('-' when gt_reference is null); its region colour error compares "
+                 "each real photo with the protocol's real reference photo (0 in "
+                 "reconstruction; in mask swap, what a model that ignored the reference would "
+                 "score).")
     return "\n".join(lines) + "\n"
 
 

@@ -9,7 +9,8 @@ evaluators on real test photos). Generated rows run two protocols:
 
 Each protocol reports attribute accuracy (expected geometry attributes from the label's face,
 appearance attributes from the reference's), the parser's pixel accuracy and mean IoU against
-the input label map, FID against the real test photos and the parser feature distance.
+the input label map, FID against the real test photos, the parser feature distance and the
+region colour error (CIELAB distance of region mean colours to the reference's).
 """
 
 from __future__ import annotations
@@ -35,10 +36,10 @@ from faceregen.evaluation.passes import (
     swap_pairing,
 )
 from faceregen.evaluation.report import METRICS_FORMAT, PROTOCOLS, command_line, write_outputs
-from faceregen.evaluation.scoring import AttributeGroups
+from faceregen.evaluation.scoring import AttributeGroups, paired_region_colors
 from faceregen.evaluation.statistics import fid_space, parser_space
 from faceregen.evaluation.train_evaluators import open_split, train_from_settings
-from faceregen.utils import resolve_device
+from faceregen.utils import make_dirs, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -92,13 +93,25 @@ def resolve_data_root(cfg: DictConfig, checkpoint_config: DictConfig) -> Path:
     return Path(ensure_dataset(checkpoint_config.data))
 
 
+def newest_checkpoint_hint() -> str:
+    from faceregen.checkpoint import find_latest_checkpoint
+
+    try:
+        return f" (the newest is {find_latest_checkpoint()})"
+    except FaceregenError:
+        return ""
+
+
 def evaluate(cfg: DictConfig, run_dir: Path, progress: bool = True) -> dict[str, Any]:
     """Evaluate ``cfg.ckpt`` (and ``cfg.baseline_ckpt``); write the outputs into ``run_dir``."""
     from faceregen.regen import load_model
 
+    if OmegaConf.is_missing(cfg, "ckpt"):
+        raise FaceregenError(f"faceregen eval needs the checkpoint to evaluate: "
+                             f"faceregen eval ckpt=PATH{newest_checkpoint_hint()}")
     started = time.time()
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(run_dir)
     device = resolve_device(str(cfg.device))
     models = {"model": (str(cfg.ckpt), load_model(cfg.ckpt, device))}
     if cfg.get("baseline_ckpt"):
@@ -146,6 +159,11 @@ def evaluate(cfg: DictConfig, run_dir: Path, progress: bool = True) -> dict[str,
 
     pairings = {"reconstruction": list(range(len(faces))),
                 "mask_swap": swap_pairing(len(faces), int(cfg.swap_seed))}
+    # GT region colours: each real photo against the protocol's real reference photo (0 in
+    # reconstruction; in mask swap the colour gap of two faces, what ignoring the reference costs)
+    colors = gt_acc.region_colors()
+    gt_scores["region_color_by_protocol"] = {
+        protocol: paired_region_colors(*colors, pairings[protocol]) for protocol in PROTOCOLS}
     rows: dict[str, Any] = {}
     sections: dict[str, dict[str, Any]] = {protocol: {} for protocol in PROTOCOLS}
     for name, (path, regen) in models.items():

@@ -1,5 +1,6 @@
-"""Per-batch scoring of one row and protocol: attribute accuracy, segmentation, image metrics
-and the features of every distribution distance, summed up in :class:`ProtocolAccumulator`."""
+"""Per-batch scoring of one row and protocol: attribute accuracy, segmentation, image metrics,
+region colours and the features of every distribution distance, summed up in
+:class:`ProtocolAccumulator`."""
 
 from __future__ import annotations
 
@@ -14,7 +15,15 @@ from faceregen.evaluation.evaluators import Evaluator
 from faceregen.evaluation.statistics import FeatureSpace, RealStatistics, distance_to
 from faceregen.evaluation.train_evaluators import attribute_indices, segmentation_summary
 from faceregen.images import to_unit_range
-from faceregen.labels import NUM_CLASSES
+from faceregen.labels import LABEL_NAMES, NUM_CLASSES
+
+# The regions of the region colour error: name -> label classes. Large regions whose colour is
+# the reference's to give (the parts of a face that carry its look), lips as one region.
+COLOR_REGIONS: dict[str, tuple[str, ...]] = {
+    "skin": ("skin",), "hair": ("hair",), "lips": ("u_lip", "l_lip"),
+    "background": ("background",), "cloth": ("cloth",)}
+COLOR_REGION_CLASSES = [tuple(LABEL_NAMES.index(name) for name in classes)
+                        for classes in COLOR_REGIONS.values()]
 
 
 @dataclass
@@ -67,13 +76,25 @@ class ProtocolAccumulator:
     expected: list[torch.Tensor] = field(default_factory=list)
     features: dict[str, list[torch.Tensor]] = field(default_factory=dict)
     image_scores: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    # region colours (CIELAB means, pixel counts) of the images and of their references
+    colors: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    ref_colors: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
     n: int = 0
 
     @torch.no_grad()
     def update(self, images: torch.Tensor, label: torch.Tensor, expected: torch.Tensor,
-               evaluators: dict[str, Evaluator], target: torch.Tensor | None = None) -> None:
-        """images, target: [B,3,H,W] in [-1,1] on the evaluators' device; label: [B,H,W]."""
+               evaluators: dict[str, Evaluator], target: torch.Tensor | None = None,
+               ref_image: torch.Tensor | None = None, ref_label: torch.Tensor | None = None
+               ) -> None:
+        """images, target, ref_image: [B,3,H,W] in [-1,1] on the evaluators' device; label,
+        ref_label: [B,H,W]. The region colours of ``images`` are taken inside ``label``'s
+        regions, the reference's inside ``ref_label``'s."""
         self.n += images.shape[0]
+        self.colors.append(metrics.region_mean_lab(to_unit_range(images), label,
+                                                   COLOR_REGION_CLASSES))
+        if ref_image is not None and ref_label is not None:
+            self.ref_colors.append(metrics.region_mean_lab(to_unit_range(ref_image), ref_label,
+                                                           COLOR_REGION_CLASSES))
         prediction = evaluators["parser"].network(images).argmax(1)
         self.confusion += metrics.confusion_matrix(prediction, label.to(prediction.device),
                                                    NUM_CLASSES)
@@ -120,7 +141,42 @@ class ProtocolAccumulator:
                 out[space.key] = distance_to(real.get(space.key), self.features.get(space.key))
         for name, scores in self.image_scores.items():
             out[name] = torch.cat(scores).mean().item()
+        if self.ref_colors:
+            ref_means, ref_counts = (torch.cat(t) for t in zip(*self.ref_colors))
+            out.update(region_color_summary(metrics.region_color_distance(
+                *self.region_colors(), ref_means, ref_counts)))
         return out
+
+    def region_colors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """CIELAB means [N, R, 3] and pixel counts [N, R] of the COLOR_REGIONS of every image
+        fed so far, in order."""
+        means, counts = zip(*self.colors)
+        return torch.cat(means), torch.cat(counts)
+
+
+def region_color_summary(distance: torch.Tensor) -> dict[str, Any]:
+    """The region colour error from per-pair distances [N, R] (NaN: region missing in either
+    face of the pair, skipped and counted): the mean per region, and their plain average over
+    the regions that have any pair (each region weighs the same, whatever its area)."""
+    present = ~torch.isnan(distance)
+    per_region = {}
+    for index, name in enumerate(COLOR_REGIONS):
+        scored = distance[present[:, index], index]
+        per_region[name] = scored.mean().item() if scored.numel() else None
+    values = [value for value in per_region.values() if value is not None]
+    return {"region_color_error": sum(values) / len(values) if values else None,
+            "region_color_error_per_region": per_region,
+            "region_color_pairs": dict(zip(COLOR_REGIONS, present.sum(0).tolist())),
+            "region_color_skipped": dict(zip(COLOR_REGIONS, (~present).sum(0).tolist()))}
+
+
+def paired_region_colors(means: torch.Tensor, counts: torch.Tensor, references: list[int]
+                         ) -> dict[str, Any]:
+    """The region colour error of real photos against real references: face i's colours
+    against face references[i]'s (the GT row)."""
+    index = torch.tensor(references, dtype=torch.long)
+    return region_color_summary(metrics.region_color_distance(means, counts, means[index],
+                                                              counts[index]))
 
 
 def varying_attributes(expected: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,19 +87,36 @@ def stats_path(data_root: Path, split: str, size: int, n: int, tag: str) -> Path
 
 
 def load_cached_stats(path: Path, data_root: Path) -> RealStatistics | None:
+    """The cached statistics, or None when there are none for this dataset: a missing, foreign
+    or unreadable file (a run killed while writing it, say) is a cache miss, recomputed."""
     if not path.is_file():
         return None
-    with np.load(path) as data:
-        if str(data["root"]) != str(data_root.resolve()):
-            return None
-        return RealStatistics(data["mu"], data["sigma"], int(data["n"]))
+    try:
+        with np.load(path) as data:
+            if str(data["root"]) != str(data_root.resolve()):
+                return None
+            stats = RealStatistics(data["mu"], data["sigma"], int(data["n"]))
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        log.warning("ignoring the unreadable statistics cache %s (%s)", path, exc)
+        return None
+    if stats.mu.ndim != 1 or stats.sigma.shape != (stats.mu.shape[0],) * 2:
+        log.warning("ignoring the statistics cache %s: its shapes do not fit", path)
+        return None
+    return stats
 
 
 def save_stats(path: Path, stats: RealStatistics, data_root: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, mu=stats.mu, sigma=stats.sigma, n=stats.n,
-                 root=str(data_root.resolve()))
+    """Cache the statistics; a dataset folder we may not write to only costs the cache."""
+    from faceregen.errors import FaceregenError
+    from faceregen.utils import make_dirs
+
+    try:
+        make_dirs(path.parent)
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, mu=stats.mu, sigma=stats.sigma, n=stats.n,
+                     root=str(data_root.resolve()))
+    except (FaceregenError, OSError) as exc:
+        log.warning("real statistics not cached: %s", exc)
 
 
 def statistics_of(features: list[torch.Tensor]) -> RealStatistics:

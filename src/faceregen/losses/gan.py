@@ -6,6 +6,9 @@ import torch
 import torch.nn.functional as F
 
 GAN_MODES = ("lsgan", "bce", "hinge")
+# How the per-scale losses are combined: "mean" (SPADE, and this project's style model until
+# the benchmark decides) or "sum" (pix2pixHD's GANLoss, num_D times stronger at equal weights).
+SCALE_REDUCTIONS = ("mean", "sum")
 
 
 def _predictions(preds) -> list[torch.Tensor]:
@@ -14,8 +17,9 @@ def _predictions(preds) -> list[torch.Tensor]:
 
 
 def gan_loss(preds, target_is_real: bool, mode: str = "lsgan",
-             for_discriminator: bool = True) -> torch.Tensor:
-    """Adversarial loss averaged over the discriminator's scales.
+             for_discriminator: bool = True, scale_reduction: str = "mean") -> torch.Tensor:
+    """Adversarial loss averaged (``scale_reduction="mean"``) or summed (``"sum"``, pix2pixHD)
+    over the discriminator's scales.
 
     ``preds``: ``MultiScaleDiscriminator`` output (list of per-scale lists; a flat list of
     predictions also works). lsgan: mean squared distance to 1 (real) / 0 (fake); bce: logits
@@ -25,6 +29,9 @@ def gan_loss(preds, target_is_real: bool, mode: str = "lsgan",
     """
     if mode not in GAN_MODES:
         raise ValueError(f"gan mode must be one of {GAN_MODES}, got {mode!r}")
+    if scale_reduction not in SCALE_REDUCTIONS:
+        raise ValueError(f"scale reduction must be one of {SCALE_REDUCTIONS}, "
+                         f"got {scale_reduction!r}")
     losses = []
     for pred in _predictions(preds):
         if mode == "lsgan":
@@ -40,4 +47,5 @@ def gan_loss(preds, target_is_real: bool, mode: str = "lsgan",
             if not target_is_real:
                 raise ValueError("the hinge generator loss is only defined for target_is_real")
             losses.append(-pred.mean())
-    return torch.stack(losses).mean()
+    stacked = torch.stack(losses)
+    return stacked.sum() if scale_reduction == "sum" else stacked.mean()

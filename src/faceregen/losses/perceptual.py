@@ -17,6 +17,11 @@ from faceregen.utils import torch_load
 logger = logging.getLogger("faceregen.losses")
 
 VGG_WEIGHTS = ("imagenet", "random")
+# What the VGG sees: "imagenet" maps [-1, 1] to [0, 1] and normalises with the ImageNet mean and
+# std (what the weights were trained on); "raw" feeds [-1, 1] straight in, as pix2pixHD and
+# SPADE do. The ImageNet mapping multiplies the input by 1 / (2 * 0.226), about 2.2, so at
+# equal lambda_vgg its perceptual term is about twice pix2pixHD's.
+VGG_INPUTS = ("imagenet", "raw")
 VGG19_FILE = "vgg19-dcbb9e9d.pth"
 VGG19_URL = f"https://download.pytorch.org/models/{VGG19_FILE}"
 # Indices of relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 in torchvision's vgg19().features.
@@ -35,6 +40,11 @@ def hub_cache_file() -> Path:
 def _check_weights_name(weights: str) -> None:
     if weights not in VGG_WEIGHTS:
         raise FaceregenError(f"loss.vgg.weights must be one of {VGG_WEIGHTS}, got {weights!r}")
+
+
+def _check_input_name(input_mode: str) -> None:
+    if input_mode not in VGG_INPUTS:
+        raise FaceregenError(f"loss.vgg.input must be one of {VGG_INPUTS}, got {input_mode!r}")
 
 
 def check_vgg_weights(weights: str = "imagenet", path: str | os.PathLike | None = None
@@ -99,16 +109,20 @@ def load_vgg19_features(weights: str = "imagenet", path: str | os.PathLike | Non
 class VGGPerceptualLoss(nn.Module):
     """L1 between VGG19 relu1_1..relu5_1 features of two images in [-1, 1].
 
-    Layer weights 1/32, 1/16, 1/8, 1/4, 1 (pix2pixHD); inputs are mapped to [0, 1] and
-    normalised with the ImageNet mean and std. The network is frozen and stays in eval mode.
+    Layer weights 1/32, 1/16, 1/8, 1/4, 1 (pix2pixHD). ``input_mode="imagenet"``: inputs are
+    mapped to [0, 1] and normalised with the ImageNet mean and std; ``"raw"``: [-1, 1] goes in
+    as it is (pix2pixHD, SPADE). The network is frozen and stays in eval mode.
     The whole batch goes through at once (the report's code looped over samples); the target
     goes through under no_grad, which costs the same forward work as concatenating it with the
     fake batch but saves its activations and its half of the backward pass.
     lambda_vgg is applied by the caller.
     """
 
-    def __init__(self, weights: str = "imagenet", path: str | os.PathLike | None = None):
+    def __init__(self, weights: str = "imagenet", path: str | os.PathLike | None = None,
+                 input_mode: str = "imagenet"):
         super().__init__()
+        _check_input_name(input_mode)
+        self.input_mode = input_mode
         features = load_vgg19_features(weights, path)
         starts = (0, *VGG19_SLICE_ENDS[:-1])
         self.slices = nn.ModuleList(
@@ -126,7 +140,7 @@ class VGGPerceptualLoss(nn.Module):
         return super().train(False)
 
     def _features(self, image: torch.Tensor) -> list[torch.Tensor]:
-        h = ((image + 1) / 2 - self.mean) / self.std
+        h = ((image + 1) / 2 - self.mean) / self.std if self.input_mode == "imagenet" else image
         outputs = []
         for block in self.slices:
             h = block(h)

@@ -6,10 +6,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from torch import nn
 
 from faceregen.errors import FaceregenError
+
+# Generator arguments added after checkpoints were first written, with the value a stored config
+# without them meant: the architecture of that time. Deliberately not the schema's defaults,
+# which the benchmark may change; an old checkpoint must keep the network it was trained as.
+LEGACY_GENERATOR_ARGUMENTS = {"decoder_norm": "instance", "block_second_shift": True}
 
 
 @dataclass
@@ -33,15 +39,38 @@ def build_networks(model_cfg) -> Networks:
 
     One switch for the style path: the generator uses AdaIN exactly when a style encoder is
     configured, and the encoder gets the generator's ``num_style_params``. (A stored config
-    that still has ``generator.use_style`` loads: the argument given here replaces it.)
+    that still has ``generator.use_style`` loads: the argument given here replaces it; one
+    that lacks an argument added later gets LEGACY_GENERATOR_ARGUMENTS.)
     """
     encoder_cfg = model_cfg.get("style_encoder")
-    generator = instantiate(model_cfg.generator, use_style=encoder_cfg is not None)
+    legacy = {key: value for key, value in LEGACY_GENERATOR_ARGUMENTS.items()
+              if key not in model_cfg.generator}
+    generator = _instantiate(model_cfg.generator, use_style=encoder_cfg is not None, **legacy)
     style_encoder = None
     if encoder_cfg is not None:
-        style_encoder = instantiate(encoder_cfg)(num_style_params=generator.num_style_params)
-    discriminator = instantiate(model_cfg.discriminator)
+        style_encoder = _instantiate(encoder_cfg)(num_style_params=generator.num_style_params)
+    discriminator = _instantiate(model_cfg.discriminator)
     return Networks(generator=generator, style_encoder=style_encoder, discriminator=discriminator)
+
+
+def _instantiate(node, **kwargs):
+    """Hydra's instantiate, but a constructor's FaceregenError (a setting it refuses) comes out
+    as itself, the one-line user error, not wrapped in Hydra's InstantiationException."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as exc:
+        if isinstance(exc.__cause__, FaceregenError):
+            raise exc.__cause__ from None
+        raise
+
+
+def with_legacy_arguments(model: dict) -> dict:
+    """A stored ``model`` config (plain dict) with the arguments it predates filled in, so that
+    it compares equal to today's config of the same networks."""
+    generator = model.get("generator")
+    if not isinstance(generator, dict):
+        return model
+    return {**model, "generator": {**LEGACY_GENERATOR_ARGUMENTS, **generator}}
 
 
 def generate(generator: nn.Module, style_encoder: nn.Module | None, label_onehot: torch.Tensor,

@@ -26,7 +26,7 @@ from faceregen.regen.jobs import (
 )
 from faceregen.regen.model import load_model
 from faceregen.regen.references import ReferenceMasks
-from faceregen.utils import resolve_device
+from faceregen.utils import make_dirs, remove_stale_temporaries, resolve_device
 
 
 def build_argparser() -> argparse.ArgumentParser:
@@ -94,6 +94,7 @@ def main(argv: list[str]) -> None:
         job = Job(args.mask, args.ref, args.ref_mask, out)
         check_outputs(job, protected_paths([args.mask, args.ref, args.ref_mask, args.edit_from]),
                       args.compare)
+        remove_stale_temporaries(out.parent)
         loaded = read_job(job, edit)
         regenerator = load_model(args.ckpt or find_latest_checkpoint(), device)
         reference_masks = ReferenceMasks(regenerator, args.parser, device)
@@ -116,7 +117,8 @@ def main(argv: list[str]) -> None:
     protected = protected_paths(
         [path for job in jobs for path in (job.mask, job.ref, job.ref_mask)] + [args.edit_from],
         [args.mask_dir, args.ref_dir, args.ref_mask_dir])
-    args.out_dir.mkdir(exist_ok=True)
+    make_dirs(args.out_dir)
+    remove_stale_temporaries(args.out_dir)
     regenerator = load_model(args.ckpt or find_latest_checkpoint(), device)
     reference_masks = ReferenceMasks(regenerator, args.parser, device)
     written, job_failures = run_jobs(jobs, regenerator, reference_masks, edit, args.batch_size,

@@ -25,8 +25,12 @@ from faceregen.utils import atomic_path
 
 def write_image(image: np.ndarray, path: Path) -> None:
     """Write atomically; the format follows the file suffix."""
-    with atomic_path(path) as tmp:
-        Image.fromarray(image).save(tmp, format=Image.registered_extensions()[path.suffix.lower()])
+    try:
+        with atomic_path(path) as tmp:
+            Image.fromarray(image).save(tmp,
+                                        format=Image.registered_extensions()[path.suffix.lower()])
+    except OSError as exc:
+        raise FaceregenError(f"{path}: cannot write ({exc})") from None
 
 
 def compare_image(label: np.ndarray, ref_image: np.ndarray | None,
@@ -222,9 +226,8 @@ def run_jobs(jobs: Sequence[Job], regenerator, reference_masks: ReferenceMasks, 
                 try:
                     write_result(loaded, result, compare)
                     written += 1
-                except OSError as exc:
-                    failures.append((str(loaded.job.mask), f"{loaded.job.out}: cannot write "
-                                                           f"({exc})"))
+                except FaceregenError as exc:  # write_image names the file and the reason
+                    failures.append((str(loaded.job.mask), str(exc)))
             bar.update(len(chunk))
     return written, failures
 

@@ -103,3 +103,26 @@ class EpochBatches:
         self.epoch = int(state["epoch"])
         self.batch_in_epoch = int(state["batch_in_epoch"])
         self._iterator = None
+
+
+def sample_batch(root: Path, num_samples: int) -> dict[str, torch.Tensor]:
+    """A fixed batch of validation faces for the progress images (train faces when the split
+    has fewer than two): the first half reconstructs each face from its own photo, the second
+    half takes the next face's photo as the reference."""
+    try:
+        dataset = FaceDataset(root, "val")
+    except FaceregenError:
+        dataset = None
+    if dataset is None or len(dataset) < 2:
+        dataset = FaceDataset(root, "train")
+    n = min(num_samples, len(dataset))
+    items = [dataset[i] for i in range(n)]
+    batch = {k: torch.stack([it[k] for it in items])
+             for k in ("label", "image", "ref_image", "ref_label")}
+    half = n // 2
+    if half:
+        order = torch.arange(n)
+        order[half:] = torch.roll(order[half:], 1)
+        batch["ref_image"] = batch["image"][order]
+        batch["ref_label"] = batch["label"][order]
+    return batch

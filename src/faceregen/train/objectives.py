@@ -47,15 +47,19 @@ def discriminator_objective(discriminator: torch.nn.Module, label_onehot: torch.
     The penalty is added only on its scheduled steps, scaled by the interval; it needs its own
     pass over interpolated images, hence the discriminator and the images.
     """
+    reduction = loss_cfg.adv_scale_reduction
     terms = {
-        "loss_d/fake": 0.5 * gan_loss(fake_features, False, mode=loss_cfg.gan_mode),
-        "loss_d/real": 0.5 * gan_loss(real_features, True, mode=loss_cfg.gan_mode),
+        "loss_d/fake": 0.5 * gan_loss(fake_features, False, mode=loss_cfg.gan_mode,
+                                      scale_reduction=reduction),
+        "loss_d/real": 0.5 * gan_loss(real_features, True, mode=loss_cfg.gan_mode,
+                                      scale_reduction=reduction),
     }
     if apply_penalty and loss_cfg.lambda_gp > 0:
         # Second-order gradients in reduced precision are too noisy: the penalty runs in fp32.
         with torch.autocast(device_type=real.device.type, enabled=False):
             penalty = gradient_penalty(discriminator, real.float(), fake.detach().float(),
-                                       label_onehot.float(), mode=loss_cfg.gp_mode)
+                                       label_onehot.float(), mode=loss_cfg.gp_mode,
+                                       reduction=loss_cfg.gp_reduction)
         terms["loss_d/gp"] = loss_cfg.lambda_gp * penalty_scale * penalty
     return terms
 
@@ -68,7 +72,8 @@ def generator_objective(fake: torch.Tensor, real: torch.Tensor, fake_features: F
     ``fake_features`` and ``real_features`` are the :func:`discriminate` outputs of the step.
     """
     terms = {"loss_g/adv": gan_loss(fake_features, True, mode=loss_cfg.gan_mode,
-                                    for_discriminator=False)}
+                                    for_discriminator=False,
+                                    scale_reduction=loss_cfg.adv_scale_reduction)}
     if loss_cfg.lambda_feat > 0:
         terms["loss_g/feat"] = loss_cfg.lambda_feat * feature_matching_loss(fake_features,
                                                                             real_features)

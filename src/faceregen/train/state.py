@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from faceregen import __version__
+from faceregen.utils import make_dirs
 
 
 def lr_factor(step: int, max_steps: int, decay_start: float) -> float:
@@ -144,7 +145,7 @@ class RunDirectoryLock:
 
         from faceregen.errors import FaceregenError
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.path.parent)
         handle = open(self.path, "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

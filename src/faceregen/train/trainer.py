@@ -27,13 +27,14 @@ from faceregen.checkpoint import (
     newest_checkpoint,
     save_checkpoint,
 )
-from faceregen.data import FaceDataset, ensure_dataset
+from faceregen.config import check_train_settings
+from faceregen.data import ensure_dataset
 from faceregen.errors import FaceregenError
 from faceregen.images import to_float
 from faceregen.masks import one_hot
-from faceregen.models import build_networks, generate
+from faceregen.models import build_networks, generate, with_legacy_arguments
 from faceregen.train import distributed as dist_utils
-from faceregen.train.batches import EpochBatches, training_set
+from faceregen.train.batches import EpochBatches, sample_batch, training_set
 from faceregen.train.objectives import compile_for_shared_pass
 from faceregen.train.state import (
     RunDirectoryLock,
@@ -48,9 +49,17 @@ from faceregen.train.state import (
 )
 from faceregen.train.step import StepModules, adversarial_step, autocast_for
 from faceregen.train.visualize import sample_grid, save_png
-from faceregen.utils import autocast_dtype, remove_stale_temporaries, resolve_device
+from faceregen.utils import (
+    autocast_dtype,
+    make_dirs,
+    remove_stale_temporaries,
+    resolve_device,
+)
 
 log = logging.getLogger("faceregen.train")
+# What a checkpoint must hold for training to continue exactly where it stopped.
+RESUME_KEYS = ("step", "config", "generator", "discriminator", "generator_ema", "optimizer_g",
+               "optimizer_d", "scheduler_g", "scheduler_d", "scaler", "data", "rng")
 
 
 # --------------------------------------------------------------------------- the trainer
@@ -91,7 +100,7 @@ class Trainer:
         self.batches = EpochBatches(self.train_set, dcfg.batch_size, dcfg.num_workers,
                                     tcfg.seed, self.info,
                                     pin_memory=self.device.type == "cuda")
-        self.sample_batch = self._fixed_samples(root)
+        self.sample_batch = sample_batch(root, self.cfg.trainer.num_samples)
 
         nets = build_networks(cfg.model)
         self.generator = nets.generator.to(self.device, memory_format=self.memory_format)
@@ -142,29 +151,9 @@ class Trainer:
             return None
         from faceregen.losses.perceptual import VGGPerceptualLoss
 
-        vgg = VGGPerceptualLoss(weights=lcfg.vgg.weights, path=lcfg.vgg.path)
+        vgg = VGGPerceptualLoss(weights=lcfg.vgg.weights, path=lcfg.vgg.path,
+                                input_mode=lcfg.vgg.input)
         return vgg.to(self.device, memory_format=self.memory_format)
-
-    def _fixed_samples(self, root: Path) -> dict[str, torch.Tensor]:
-        """A fixed batch for progress images: half reconstructions, half swapped references."""
-        split = "val"
-        try:
-            dataset = FaceDataset(root, split)
-        except FaceregenError:
-            dataset = None
-        if dataset is None or len(dataset) < 2:
-            dataset = FaceDataset(root, "train")
-        n = min(self.cfg.trainer.num_samples, len(dataset))
-        items = [dataset[i] for i in range(n)]
-        batch = {k: torch.stack([it[k] for it in items]) for k in
-                 ("label", "image", "ref_image", "ref_label")}
-        half = n // 2
-        if half:
-            order = torch.arange(n)
-            order[half:] = torch.roll(order[half:], 1)
-            batch["ref_image"] = batch["image"][order]
-            batch["ref_label"] = batch["label"][order]
-        return batch
 
     # ----------------------------------------------------------------- one step
 
@@ -229,7 +218,7 @@ class Trainer:
         path = self.ckpt_dir / f"step_{self.step:06d}.pt"
         if self.saved_step == self.step and path.is_file():
             return path
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.ckpt_dir)
         state = self.state_dict()
         save_checkpoint(state, path)
         save_checkpoint(state, self.ckpt_dir / LAST)
@@ -241,9 +230,13 @@ class Trainer:
 
     def load(self, path: Path) -> None:
         state = load_checkpoint(path)
+        missing = [key for key in RESUME_KEYS if state.get(key) is None]
+        if missing:
+            raise FaceregenError(f"{path}: cannot resume from it: the checkpoint has no "
+                                 f"{', '.join(missing)}")
         stored = OmegaConf.create(state["config"])
         mine = OmegaConf.to_container(self.cfg.model, resolve=True)
-        theirs = OmegaConf.to_container(stored.model, resolve=True)
+        theirs = with_legacy_arguments(OmegaConf.to_container(stored.model, resolve=True))
         if mine != theirs:
             diff = config_differences(theirs, mine, "model")
             raise FaceregenError(f"{path}: checkpoint was trained with a different model config "
@@ -292,7 +285,7 @@ class Trainer:
                                               label_oh, ref_image, ref_oh)
         grid = sample_grid(batch["label"], batch["ref_image"], fake.float(), batch["image"])
         samples = self.run_dir / "samples"
-        samples.mkdir(parents=True, exist_ok=True)
+        make_dirs(samples)
         save_png(grid, samples / f"step_{self.step:06d}.png")
         if self.writer is not None:
             self.writer.add_image("samples", grid, self.step, dataformats="HWC")
@@ -415,6 +408,7 @@ class Trainer:
 
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train the configured model; everything is written under ``run_dir``."""
+    check_train_settings(cfg)
     trainer = Trainer(cfg, Path(run_dir))
     try:
         return trainer.fit()

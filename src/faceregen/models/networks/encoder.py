@@ -18,7 +18,10 @@ in this unnormalised stack (the style vector would start around 1e-4 and carry n
 information), so the trunk convs use Kaiming-normal init for LeakyReLU(0.2), biases zero. The head
 keeps N(0, 0.02) with zero bias and predicts, per AdaIN, (mean, sigma - 1) in the layout of
 :mod:`faceregen.models.networks.generator`: its outputs start at a few tenths at most and every
-AdaIN sigma starts near 1. In ``plus_one`` mode both SFT layers start as the identity.
+AdaIN sigma starts near 1. In ``plus_one`` mode both SFT layers start as the identity; in
+``report`` mode their convolutions start from N(0, 0.02) with zero biases, the init the report's
+code (pix2pixHD's ``weights_init``) gave every convolution, so that gamma starts near 0 and the
+layer starts by nearly zeroing the features, as the report's model did.
 """
 
 from __future__ import annotations
@@ -83,9 +86,11 @@ class StyleEncoder(nn.Module):
                 nn.init.kaiming_normal_(module.weight, a=0.2, nonlinearity="leaky_relu")
                 nn.init.zeros_(module.bias)
         init_weights(self.head)
-        if sft_mode == "plus_one":
-            self.sft1.reset_to_identity()
-            self.sft2.reset_to_identity()
+        for sft in (self.sft1, self.sft2):
+            if sft_mode == "plus_one":
+                sft.reset_to_identity()
+            else:
+                init_weights(sft)
 
     def forward(self, ref_image: torch.Tensor, ref_label_onehot: torch.Tensor) -> torch.Tensor:
         height, width = ref_image.shape[-2:]

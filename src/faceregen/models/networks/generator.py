@@ -4,13 +4,18 @@ Style-parameter layout (the ``style`` argument of :meth:`GlobalGenerator.forward
 [B, num_style_params], C = bottleneck channels = ngf * 2**n_downsample)::
 
     block 0: [mean of norm 1 (C) | std offset of norm 1 (C) | mean of norm 2 (C) | std offset 2 (C)]
-    block 1: same, and so on for the n_blocks residual blocks, in forward order.
+    block 1: same, and so on for the n_blocks residual blocks, in forward order;
+    then, with decoder_norm="adain": [mean (C/2) | std offset (C/2)] of the decoder's first norm.
 
-Each AdaIN uses sigma = 1 + std offset, so a zero style vector means "instance norm, unit std,
-zero mean" and a style encoder whose head starts near zero starts with sigma near 1.
+Without ``block_second_shift`` a block has no "mean of norm 2": [mean 1 | std offset 1 |
+std offset 2] (3C). Each AdaIN uses sigma = 1 + std offset, so a zero style vector means
+"instance norm, unit std, zero mean" and a style encoder whose head starts near zero starts
+with sigma near 1.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -20,19 +25,30 @@ from faceregen.models.networks.init import init_weights
 from faceregen.models.networks.normalization import AdaIN
 
 UPSAMPLE_MODES = ("transpose", "resize")
+# The normalisation after the decoder's first upsampling conv, the first one the residual
+# blocks' output meets. "instance" (pix2pixHD) removes every per-channel constant, so the
+# blocks' second AdaIN shift (a per-channel constant added on the skip path) barely reaches the
+# image; "layer" (MUNIT's decoder: one mean and std per sample over C, H, W, per-channel affine)
+# and "group" (DECODER_GROUPS groups) keep most of them; "adain" is instance norm with a mean
+# and std from the style encoder; "none" keeps everything.
+DECODER_NORMS = ("instance", "layer", "group", "adain", "none")
+DECODER_GROUPS = 8
 
 
 class ResnetBlock(nn.Module):
     """conv3x3-norm-ReLU-conv3x3-norm plus the input, reflection padding.
 
     norm = AdaIN (parameters passed to forward) when ``use_style``, else InstanceNorm without
-    affine parameters (the pix2pixHD baseline).
+    affine parameters (the pix2pixHD baseline). ``second_shift=False`` drops the second AdaIN's
+    predicted mean (it is 0): that mean is a per-channel constant on the skip path, which an
+    instance-normalised decoder removes again.
     """
 
-    def __init__(self, channels: int, use_style: bool):
+    def __init__(self, channels: int, use_style: bool, second_shift: bool):
         super().__init__()
         self.channels = channels
         self.use_style = use_style
+        self.second_shift = second_shift
         self.conv1 = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3))
         self.conv2 = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3))
         if use_style:
@@ -44,7 +60,9 @@ class ResnetBlock(nn.Module):
 
     @property
     def num_style_params(self) -> int:
-        return 4 * self.channels if self.use_style else 0
+        if not self.use_style:
+            return 0
+        return (4 if self.second_shift else 3) * self.channels
 
     def _norm(self, norm: nn.Module, x: torch.Tensor, params: torch.Tensor | None) -> torch.Tensor:
         if params is None:
@@ -55,10 +73,25 @@ class ResnetBlock(nn.Module):
     def forward(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
         params1 = params2 = None
         if self.use_style:
-            params1, params2 = style.chunk(2, dim=1)
+            params1, params2 = style.split(2 * self.channels, dim=1)
+            if not self.second_shift:  # params2 holds the std offsets only
+                params2 = torch.cat([torch.zeros_like(params2), params2], dim=1)
         h = self.act(self._norm(self.norm1, self.conv1(x), params1))
         h = self._norm(self.norm2, self.conv2(h), params2)
         return x + h
+
+
+def decoder_norm_layer(kind: str, channels: int) -> nn.Module:
+    """The decoder's first normalisation (see DECODER_NORMS)."""
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=False)
+    if kind == "layer":
+        return nn.GroupNorm(1, channels)
+    if kind == "group":
+        return nn.GroupNorm(math.gcd(DECODER_GROUPS, channels), channels)
+    if kind == "adain":
+        return AdaIN()
+    return nn.Identity()
 
 
 class GlobalGenerator(nn.Module):
@@ -67,18 +100,31 @@ class GlobalGenerator(nn.Module):
     c7s1-ngf, ``n_downsample`` stride-2 3x3 convs doubling channels, ``n_blocks`` residual blocks,
     mirrored upsampling (``"transpose"``: ConvTranspose2d 3x3 s2; ``"resize"``: nearest x2 then
     conv3x3, free of checkerboard artefacts), c7s1-``out_channels``, tanh. InstanceNorm without
-    affine and ReLU after every conv outside the blocks except the last.
+    affine and ReLU after every conv outside the blocks except the last; ``decoder_norm``
+    replaces the first upsampling's InstanceNorm (DECODER_NORMS), ``block_second_shift=False``
+    drops the blocks' second AdaIN mean (:class:`ResnetBlock`).
     """
 
     def __init__(self, label_classes: int, out_channels: int, ngf: int, n_downsample: int,
-                 n_blocks: int, use_style: bool, upsample: str):
+                 n_blocks: int, use_style: bool, upsample: str, decoder_norm: str,
+                 block_second_shift: bool):
         super().__init__()
         if upsample not in UPSAMPLE_MODES:
             raise FaceregenError(
                 f"model.generator.upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
+        if decoder_norm not in DECODER_NORMS:
+            raise FaceregenError(f"model.generator.decoder_norm must be one of {DECODER_NORMS}, "
+                                 f"got {decoder_norm!r}")
+        if decoder_norm == "adain" and not use_style:
+            raise FaceregenError("model.generator.decoder_norm=adain needs a style encoder "
+                                 "(model.style_encoder); the baseline has none")
+        if decoder_norm != "instance" and n_downsample < 1:
+            raise FaceregenError("model.generator.decoder_norm needs n_downsample >= 1: without "
+                                 "upsampling the decoder has no normalisation")
         self.label_classes = label_classes
         self.n_downsample = n_downsample
         self.use_style = use_style
+        self.decoder_norm = decoder_norm
 
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3), nn.Conv2d(label_classes, ngf, 7),
@@ -91,17 +137,20 @@ class GlobalGenerator(nn.Module):
         self.encoder = nn.Sequential(*layers)
         self.bottleneck_channels = channels
 
-        self.blocks = nn.ModuleList(ResnetBlock(channels, use_style) for _ in range(n_blocks))
+        self.blocks = nn.ModuleList(ResnetBlock(channels, use_style, block_second_shift)
+                                    for _ in range(n_blocks))
+        self.decoder_style_params = 2 * (channels // 2) if decoder_norm == "adain" else 0
 
         layers = []
-        for _ in range(n_downsample):
+        for index in range(n_downsample):
             if upsample == "transpose":
                 layers.append(nn.ConvTranspose2d(channels, channels // 2, 3, stride=2, padding=1,
                                                  output_padding=1))
             else:
                 layers += [nn.Upsample(scale_factor=2, mode="nearest"),
                            nn.Conv2d(channels, channels // 2, 3, padding=1)]
-            layers += [nn.InstanceNorm2d(channels // 2, affine=False), nn.ReLU()]
+            norm = "instance" if index > 0 else decoder_norm
+            layers += [decoder_norm_layer(norm, channels // 2), nn.ReLU()]
             channels //= 2
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(channels, out_channels, 7), nn.Tanh()]
         self.decoder = nn.Sequential(*layers)
@@ -109,8 +158,9 @@ class GlobalGenerator(nn.Module):
 
     @property
     def num_style_params(self) -> int:
-        """n_blocks * 2 norms * (mean, std) * bottleneck channels; 0 without style."""
-        return sum(block.num_style_params for block in self.blocks)
+        """n_blocks * 2 norms * (mean, std) * bottleneck channels (less the second means
+        without ``block_second_shift``), plus the decoder AdaIN's; 0 without style."""
+        return sum(block.num_style_params for block in self.blocks) + self.decoder_style_params
 
     def forward(self, label_onehot: torch.Tensor, style: torch.Tensor | None = None
                 ) -> torch.Tensor:
@@ -133,12 +183,17 @@ class GlobalGenerator(nn.Module):
                 raise FaceregenError(
                     f"style vector has {style.shape[-1]} values, the generator needs "
                     f"{self.num_style_params}")
-            block_styles = style.reshape(style.shape[0], -1).split(
-                [b.num_style_params for b in self.blocks], dim=1)
+            *block_styles, decoder_style = style.reshape(style.shape[0], -1).split(
+                [b.num_style_params for b in self.blocks] + [self.decoder_style_params], dim=1)
         else:
-            block_styles = [None] * len(self.blocks)
+            block_styles, decoder_style = [None] * len(self.blocks), None
 
         h = self.encoder(label_onehot)
         for block, block_style in zip(self.blocks, block_styles):
             h = block(h, block_style)
-        return self.decoder(h)
+        if self.decoder_norm != "adain":
+            return self.decoder(h)
+        mean, std_offset = decoder_style.chunk(2, dim=1)
+        for layer in self.decoder:
+            h = layer(h, mean, 1 + std_offset) if isinstance(layer, AdaIN) else layer(h)
+        return h

@@ -33,8 +33,9 @@ class SFTLayer(nn.Module):
     gamma = conv1x1(LeakyReLU0.1(conv1x1(cond))), beta likewise (separate branches).
     ``mode="plus_one"``: out = F * (1 + gamma) + beta; the last convolution of each branch starts
     at zero, so the layer is the identity at initialisation and the encoder trains from a working
-    feature path. ``mode="report"``: out = F * gamma + beta, the report's form, kept for ablation
-    (with the usual N(0, 0.02) initialisation it starts by nearly zeroing ``features``).
+    feature path. ``mode="report"``: out = F * gamma + beta, the report's form, kept for ablation;
+    the style encoder gives it the report's N(0, 0.02) initialisation, with which gamma starts
+    near 0 and the layer starts by nearly zeroing ``features``.
     """
 
     MODES = ("plus_one", "report")
