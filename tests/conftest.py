@@ -116,3 +116,20 @@ def synthetic_dataset(tmp_path_factory):
     prepare(raw, base / "prepared", size=size, split="celeba", workers=1, progress=False)
     return SimpleNamespace(raw=raw, root=base / "prepared", num=num, photo_size=photo_size,
                            size=size)
+
+
+@pytest.fixture
+def user_error(capsys):
+    """``user_error(argv)``: run the CLI, expect exit status 2 and exactly one `error:` line
+    (no traceback); return that line."""
+    def run(argv) -> str:
+        from faceregen.cli import main as cli_main
+
+        with pytest.raises(SystemExit) as exit_info:
+            cli_main([str(arg) for arg in argv])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: "), err
+        return err[0]
+
+    return run

@@ -65,37 +65,27 @@ def test_export_round_trip(tmp_path, capsys, model, tiny_cfg, tiny_checkpoint):
                                   np.asarray(Image.open(tmp_path / "st.png")))
 
 
-def expect_user_error(capsys, argv) -> str:
-    with pytest.raises(SystemExit) as excinfo:
-        cli_main(argv)
-    assert excinfo.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: "), err
-    return err[0]
-
-
-def test_export_user_errors(tmp_path, capsys, tiny_cfg, tiny_checkpoint):
+def test_export_user_errors(tmp_path, tiny_cfg, tiny_checkpoint, user_error):
     ckpt = tiny_checkpoint(tmp_path / "last.pt", tiny_cfg("model=style_pix2pixhd"), step=11,
                            ema_offset=0.01)
-    line = expect_user_error(capsys, ["export", "--ckpt", str(ckpt), "--out",
-                                      str(tmp_path / "g.pt")])
+    line = user_error(["export", "--ckpt", str(ckpt), "--out", str(tmp_path / "g.pt")])
     assert "g.pt" in line and ".safetensors" in line
-    line = expect_user_error(capsys, ["export", "--ckpt", str(ckpt), "--out",
-                                      str(tmp_path / "missing" / "g.safetensors")])
+    line = user_error(["export", "--ckpt", str(ckpt), "--out",
+                       str(tmp_path / "missing" / "g.safetensors")])
     assert "does not exist" in line
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint\n")
-    line = expect_user_error(capsys, ["export", "--ckpt", str(tmp_path / "junk.pt"), "--out",
-                                      str(tmp_path / "g.safetensors")])
+    line = user_error(["export", "--ckpt", str(tmp_path / "junk.pt"), "--out",
+                       str(tmp_path / "g.safetensors")])
     assert "junk.pt" in line
     assert not (tmp_path / "g.safetensors").exists()
 
 
-def test_regen_rejects_foreign_safetensors(tmp_path, capsys):
+def test_regen_rejects_foreign_safetensors(tmp_path, user_error):
     inputs(tmp_path)
     save_file({"weight": torch.zeros(2)}, str(tmp_path / "foreign.safetensors"))
     (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 16)
     for name in ("foreign.safetensors", "junk.safetensors"):
-        line = expect_user_error(capsys, [
+        line = user_error([
             "regen", "--mask", str(tmp_path / "mask.png"), "--ref", str(tmp_path / "ref.png"),
             "--ref-mask", str(tmp_path / "rm.png"), "--ckpt", str(tmp_path / name)])
         assert name in line

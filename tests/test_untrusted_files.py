@@ -98,15 +98,6 @@ def crafted_export(good, change, path):
     return path
 
 
-def expect_user_error(capsys, argv) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        cli_main(argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: "), err
-    return err[0]
-
-
 def regen_inputs(tmp_path):
     label = np.random.default_rng(0).integers(0, 19, (32, 32), dtype=np.uint8)
     Image.fromarray(label).save(tmp_path / "mask.png")
@@ -121,23 +112,23 @@ def test_the_untouched_files_load(good):
 
 
 @pytest.mark.parametrize("index", range(9))
-def test_regen_refuses_a_crafted_checkpoint_and_export(good, tmp_path, capsys, index):
+def test_regen_refuses_a_crafted_checkpoint_and_export(good, tmp_path, index, user_error):
     marker = tmp_path / "owned"
     change = payloads(marker)[index]
     argv = regen_inputs(tmp_path)
     for crafted in (crafted_checkpoint(good, change, tmp_path / "crafted.pt"),
                     crafted_export(good, change, tmp_path / "crafted.safetensors")):
-        line = expect_user_error(capsys, [*argv, "--ckpt", str(crafted)])
+        line = user_error([*argv, "--ckpt", str(crafted)])
         assert crafted.name in line
         assert not marker.exists() and not (tmp_path / "out.png").exists()
 
 
 @pytest.mark.parametrize("index", range(9))
-def test_export_refuses_to_copy_a_crafted_config(good, tmp_path, capsys, index):
+def test_export_refuses_to_copy_a_crafted_config(good, tmp_path, index, user_error):
     marker = tmp_path / "owned"
     crafted = crafted_checkpoint(good, payloads(marker)[index], tmp_path / "crafted.pt")
     out = tmp_path / "clean.safetensors"
-    line = expect_user_error(capsys, ["export", "--ckpt", str(crafted), "--out", str(out)])
+    line = user_error(["export", "--ckpt", str(crafted), "--out", str(out)])
     assert "crafted.pt" in line and not out.exists() and not marker.exists()
 
 
@@ -161,12 +152,12 @@ def test_allowlist_accepts_the_baseline_without_a_style_encoder(good):
         check_stored_config(config, "baseline.pt")
 
 
-def test_a_tensor_in_the_config_is_not_plain_data(good, tmp_path, capsys):
+def test_a_tensor_in_the_config_is_not_plain_data(good, tmp_path, user_error):
     state = copy.deepcopy(good["state"])
     state["config"]["model"]["generator"]["ngf"] = torch.tensor(8)
     save_checkpoint(state, tmp_path / "tensor.pt")
     argv = regen_inputs(tmp_path)
-    assert "tensor.pt" in expect_user_error(capsys, [*argv, "--ckpt", str(tmp_path / "tensor.pt")])
+    assert "tensor.pt" in user_error([*argv, "--ckpt", str(tmp_path / "tensor.pt")])
 
 
 @pytest.mark.parametrize("architecture", [
