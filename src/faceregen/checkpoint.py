@@ -16,7 +16,7 @@ import torch
 
 from faceregen import __version__
 from faceregen.errors import FaceregenError
-from faceregen.utils import atomic_path, torch_load
+from faceregen.utils import atomic_path, first_line, torch_load
 
 FORMAT = "faceregen-checkpoint-v1"
 LAST = "last.pt"  # the newest checkpoint of a run, beside the step_XXXXXX.pt files
@@ -98,9 +98,8 @@ def newest_checkpoint(ckpt_dir: str | os.PathLike) -> Path | None:
         try:  # mmap: the step without reading the tensors
             step = int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["step"])
         except Exception as exc:  # any unreadable file is passed over, as torch_load would
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             logging.getLogger(__name__).warning("skipping %s: not a loadable checkpoint (%s)",
-                                                path, reason)
+                                                path, first_line(exc))
             continue
         key = (step, path.name == LAST, path)  # at equal steps, last.pt
         best = key if best is None or key[:2] > best[:2] else best

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from faceregen.errors import FaceregenError
+from faceregen.utils import first_line
 
 logger = logging.getLogger("faceregen.pretrained")
 
@@ -38,11 +39,6 @@ def download_file(url: str, destination: Path) -> None:
     """
     destination.parent.mkdir(parents=True, exist_ok=True)
     torch.hub.download_url_to_file(url, str(destination), hash_prefix=hash_prefix(destination.name))
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def find_weight_file(file_name: str, url: str, configured_path: str | os.PathLike | None,

@@ -82,6 +82,14 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def output_folder(path: str | os.PathLike) -> Path:
+    """A folder about to be written: made if missing (:func:`make_dirs`), with the temporaries
+    a killed earlier run left in it removed (:func:`remove_stale_temporaries`)."""
+    path = make_dirs(path)
+    remove_stale_temporaries(path)
+    return path
+
+
 def _process_alive(pid: int) -> bool:
     if pid == os.getpid():
         return True
@@ -133,6 +141,13 @@ def autocast_dtype(precision: str):
     return dtypes[str(precision)]
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's first line, or its type's name: the part of a library's message that
+    fits into our one-line errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def torch_load(path: str | os.PathLike, what: str, error: type[Exception] | None = None):
     """``torch.load(weights_only=True)`` on the CPU; any failure is one user error naming the file.
 
@@ -156,7 +171,7 @@ def torch_load(path: str | os.PathLike, what: str, error: type[Exception] | None
             reason = "it holds Python objects besides tensors and plain containers; " \
                      "such files are never unpickled"
         else:
-            reason = text.splitlines()[0] if text else type(exc).__name__
+            reason = first_line(exc)
         raise error(f"{path}: not a loadable {what} ({reason})") from None
 
 

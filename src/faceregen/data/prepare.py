@@ -29,7 +29,7 @@ from faceregen.data import celebamask as layout
 from faceregen.errors import FaceregenError
 from faceregen.labels import ATTRIBUTE_NAMES, PART_NAMES
 from faceregen.masks import write_index_mask
-from faceregen.utils import atomic_path, ignore_interrupts, make_dirs, remove_stale_temporaries
+from faceregen.utils import atomic_path, ignore_interrupts, output_folder
 
 MANIFEST = "manifest.csv"
 META = "meta.json"
@@ -203,8 +203,7 @@ def prepare(root: str | os.PathLike, out: str | os.PathLike, size: int, split: s
         raise FaceregenError(f"{root}: no faces to prepare with split '{split}'")
 
     for folder in (".", "images", "labels"):
-        make_dirs(out / folder)
-        remove_stale_temporaries(out / folder)  # left by an interrupted run
+        output_folder(out / folder)
     (out / MANIFEST).unlink(missing_ok=True)
     _write_meta(out, {**params, "complete": False})
 

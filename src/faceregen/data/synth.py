@@ -28,7 +28,7 @@ from tqdm import tqdm
 from faceregen.data import celebamask as layout
 from faceregen.errors import FaceregenError
 from faceregen.labels import ATTRIBUTE_NAMES, LABEL_NAMES, PART_NAMES
-from faceregen.utils import atomic_path, ignore_interrupts, make_dirs, remove_stale_temporaries
+from faceregen.utils import atomic_path, ignore_interrupts, output_folder
 
 L = {name: index for index, name in enumerate(LABEL_NAMES)}
 JPEG_QUALITY = 92
@@ -839,15 +839,13 @@ def synthesize(out: str | os.PathLike, num: int, size: int, seed: int = 0,
                              "pass --overwrite to replace what is there")
     if not root.is_dir() and root.exists():
         raise FaceregenError(f"{root}: not a folder")
-    make_dirs(root)
+    output_folder(root)
     with atomic_path(root / SYNTH_META) as tmp:
         tmp.write_text(json.dumps({"num": num, "size": size, "seed": seed}) + "\n")
-    folders = [root, root / layout.IMAGE_DIR] + [
-        root / layout.MASK_DIR / str(folder)
-        for folder in range((num - 1) // layout.FACES_PER_MASK_FOLDER + 1)]
-    for folder in folders:
-        make_dirs(folder)
-        remove_stale_temporaries(folder)  # left by an interrupted run
+    for folder in [root / layout.IMAGE_DIR] + [
+            root / layout.MASK_DIR / str(folder)
+            for folder in range((num - 1) // layout.FACES_PER_MASK_FOLDER + 1)]:
+        output_folder(folder)
     (root / layout.ATTRIBUTE_FILE).unlink(missing_ok=True)
     jobs = [(str(root), k, seed, size) for k in range(num)]
     attributes: dict[int, list[int]] = {}

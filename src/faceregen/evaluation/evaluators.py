@@ -17,8 +17,9 @@ from torch import nn
 
 from faceregen import __version__
 from faceregen.errors import FaceregenError
+from faceregen.models.allowlist import PLAIN
 from faceregen.models.networks.evaluators import AttributeClassifier, UNetParser
-from faceregen.utils import atomic_path, make_dirs, torch_load
+from faceregen.utils import atomic_path, first_line, make_dirs, torch_load
 
 EVALUATOR_FORMAT = "faceregen-evaluator-v2"
 OLD_FORMATS = ("faceregen-evaluator-v1",)
@@ -91,9 +92,8 @@ def load_evaluator(path: str | Path, kind: str,
     if state.get("kind") != kind:
         raise FaceregenError(f"{path}: holds a '{state.get('kind')}' evaluator, not '{kind}'")
     architecture = state.get("architecture")
-    plain = (bool, int, float, str, type(None))
     if not isinstance(architecture, dict) or not all(
-            isinstance(k, str) and isinstance(v, plain) for k, v in architecture.items()):
+            isinstance(k, str) and isinstance(v, PLAIN) for k, v in architecture.items()):
         raise FaceregenError(f"{path}: the stored architecture is not a mapping of plain values")
     try:
         network = build_evaluator(kind, architecture)
@@ -104,7 +104,7 @@ def load_evaluator(path: str | Path, kind: str,
         network.load_state_dict(state["state_dict"])
     except RuntimeError as exc:
         raise FaceregenError(f"{path}: weights do not fit the stored architecture "
-                             f"({str(exc).splitlines()[0]})") from None
+                             f"({first_line(exc)})") from None
     return Evaluator(kind=kind, network=network.to(device).eval(), path=path,
                      image_size=int(state["image_size"]),
                      attribute_names=list(state["attribute_names"]),

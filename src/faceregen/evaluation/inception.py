@@ -28,7 +28,7 @@ from torchvision.models import inception as tv_inception
 
 from faceregen import pretrained
 from faceregen.errors import FaceregenError
-from faceregen.utils import torch_load
+from faceregen.utils import first_line, torch_load
 
 FID_WEIGHTS_URL = PYTORCH_FID_WEIGHTS_URL
 FID_WEIGHTS_FILE = FID_WEIGHTS_URL.rsplit("/", 1)[1]
@@ -123,9 +123,8 @@ def load_fid_inception(weights: str = "pytorch_fid", path: str | None = None,
         try:
             model.load_state_dict(state, strict=True)
         except (RuntimeError, TypeError) as exc:  # TypeError: not a dict of tensors at all
-            first_line = str(exc).strip().splitlines()[0]
             raise InceptionWeightsUnavailable(
-                f"{file}: not pytorch-fid's Inception weights ({first_line})") from None
+                f"{file}: not pytorch-fid's Inception weights ({first_line(exc)})") from None
     else:
         raise FaceregenError(f"fid.weights={weights}: choose pytorch_fid or random")
     return model.to(device).eval().requires_grad_(False)

@@ -26,8 +26,7 @@ NETWORK_CLASSES: dict[str, tuple[str, bool]] = {
 }
 # Nodes that may be null: the pix2pixHD baseline has no style encoder.
 OPTIONAL_NODES = ("style_encoder",)
-INSTANTIATION_KEYS = ("_target_", "_args_", "_partial_", "_recursive_", "_convert_")
-PLAIN = (bool, int, float, str, type(None))
+PLAIN = (bool, int, float, str, type(None))  # the values a file may hand a constructor
 
 
 def _class_of(dotted: str) -> type:
@@ -92,7 +91,7 @@ def _check_network_node(node: Any, where: str, allowed: str, may_be_partial: boo
     for key, value in node.items():
         if key in ("_target_", "_partial_"):
             continue
-        if key in INSTANTIATION_KEYS or key.startswith("_"):
+        if key.startswith("_"):  # _args_, _recursive_, _convert_, ...: Hydra's, not ours
             raise FaceregenError(f"{source}: {where}.{key} is not allowed in a stored config")
         if key not in parameters:
             raise FaceregenError(f"{source}: {where}.{key} is not an argument of "

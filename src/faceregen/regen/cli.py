@@ -26,7 +26,7 @@ from faceregen.regen.jobs import (
 )
 from faceregen.regen.model import load_model
 from faceregen.regen.references import ReferenceMasks
-from faceregen.utils import make_dirs, remove_stale_temporaries, resolve_device
+from faceregen.utils import output_folder, remove_stale_temporaries, resolve_device
 
 
 def build_argparser() -> argparse.ArgumentParser:
@@ -117,8 +117,7 @@ def main(argv: list[str]) -> None:
     protected = protected_paths(
         [path for job in jobs for path in (job.mask, job.ref, job.ref_mask)] + [args.edit_from],
         [args.mask_dir, args.ref_dir, args.ref_mask_dir])
-    make_dirs(args.out_dir)
-    remove_stale_temporaries(args.out_dir)
+    output_folder(args.out_dir)
     regenerator = load_model(args.ckpt or find_latest_checkpoint(), device)
     reference_masks = ReferenceMasks(regenerator, args.parser, device)
     written, job_failures = run_jobs(jobs, regenerator, reference_masks, edit, args.batch_size,

@@ -73,16 +73,16 @@ def generate_prepared(regenerator: Regenerator, pairs: Sequence[PreparedPair],
     """
     labels = torch.from_numpy(np.stack([pair.label for pair in pairs])).long()
     if style is not None:
-        generated = to_hwc(regenerator(labels, style=style.expand(len(pairs), -1)))
-        return [restore_photo(image, pair.placement) for image, pair in zip(generated, pairs)]
-    ref_images = ref_labels = None
-    if regenerator.style_encoder is not None:
-        if any(pair.ref_image is None for pair in pairs):
-            raise FaceregenError("this model transfers a reference's appearance: give --ref")
-        ref_images = from_hwc(np.stack([pair.ref_image for pair in pairs]))
-        ref_labels = torch.from_numpy(np.stack([pair.ref_label for pair in pairs])).long()
-    generated = to_hwc(regenerator(labels, ref_images, ref_labels))
-    return [restore_photo(image, pair.placement) for image, pair in zip(generated, pairs)]
+        generated = regenerator(labels, style=style.expand(len(pairs), -1))
+    else:
+        ref_images = ref_labels = None
+        if regenerator.style_encoder is not None:
+            if any(pair.ref_image is None for pair in pairs):
+                raise FaceregenError("this model transfers a reference's appearance: give --ref")
+            ref_images = from_hwc(np.stack([pair.ref_image for pair in pairs]))
+            ref_labels = torch.from_numpy(np.stack([pair.ref_label for pair in pairs])).long()
+        generated = regenerator(labels, ref_images, ref_labels)
+    return [restore_photo(image, pair.placement) for image, pair in zip(to_hwc(generated), pairs)]
 
 
 def regenerate_arrays(regenerator: Regenerator, mask: np.ndarray,
