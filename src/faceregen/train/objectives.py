@@ -3,11 +3,12 @@
 The dict keys are the TensorBoard tags; the trainer sums the values. Both objectives of a step
 see the networks as they are at the start of the step, as in pix2pixHD, so the discriminator's
 outputs on the fakes are the same for both: :func:`discriminate` runs the discriminator once
-over fakes and reals together, the discriminator loss and the generator's adversarial and
-feature-matching terms all read that one pass, and the caller back-propagates each loss into
-its own network's parameters only (``backward(inputs=...)``). pix2pixHD's code runs the
-discriminator three times per sample (detached fake, real, fake again for G); this runs it
-twice, with the same gradients.
+over the fakes and once over the reals, the discriminator loss and the generator's adversarial
+and feature-matching terms all read those two passes, and the caller back-propagates each loss
+into its own network's parameters only (``backward(inputs=...)``). pix2pixHD's code runs the
+discriminator three times per sample (detached fake, real, fake again for G) and
+back-propagates L_G into the discriminator's weights as well; this runs it twice, with the same
+gradients, and L_G's backward crosses only the fake pass.
 """
 
 from __future__ import annotations
@@ -25,16 +26,15 @@ Features = list[list[torch.Tensor]]
 
 def discriminate(discriminator: torch.nn.Module, label_onehot: torch.Tensor,
                  fake: torch.Tensor, real: torch.Tensor) -> tuple[Features, Features]:
-    """The discriminator's per-scale features of (label, fake) and (label, real), one batch.
+    """The discriminator's per-scale features of (label, fake) and (label, real).
 
-    The fakes keep their graph to the generator: the discriminator loss and the generator's
-    terms are both computed from these outputs.
+    Two passes rather than one over both batches: the generator's backward then crosses the
+    fake pass alone instead of the whole concatenated batch (the discriminator normalises per
+    sample, so the outputs are the same). The fakes keep their graph to the generator: the
+    discriminator loss and the generator's terms are both computed from these outputs.
     """
-    n = fake.shape[0]
-    preds = discriminator(torch.cat([torch.cat([label_onehot, fake], 1),
-                                     torch.cat([label_onehot, real], 1)], 0))
-    return ([[f[:n] for f in scale] for scale in preds],
-            [[f[n:] for f in scale] for scale in preds])
+    return (discriminator(torch.cat([label_onehot, fake], 1)),
+            discriminator(torch.cat([label_onehot, real], 1)))
 
 
 def discriminator_objective(discriminator: torch.nn.Module, label_onehot: torch.Tensor,

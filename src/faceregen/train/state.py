@@ -32,10 +32,50 @@ def lr_factor(step: int, max_steps: int, decay_start: float) -> float:
 
 @torch.no_grad()
 def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    for ema_p, p in zip(ema.parameters(), model.parameters()):
-        ema_p.lerp_(p.detach(), 1.0 - decay)
-    for ema_b, b in zip(ema.buffers(), model.buffers()):
-        ema_b.copy_(b)
+    """ema <- ema + (1 - decay) (model - ema) for every parameter, buffers copied.
+
+    One multi-tensor operation per group instead of one small kernel per tensor: the EMA
+    touches every generator weight each step, and per-tensor launches made it a visible share of
+    a GPU step.
+    """
+    ema_params, params = list(ema.parameters()), [p.detach() for p in model.parameters()]
+    if ema_params:
+        torch._foreach_lerp_(ema_params, params, 1.0 - decay)
+    ema_buffers, buffers = list(ema.buffers()), list(model.buffers())
+    if ema_buffers:
+        torch._foreach_copy_(ema_buffers, buffers)
+
+
+class NonFiniteWatch:
+    """Remembers, on the device, the first step with a non-finite loss term and its bad terms.
+
+    Reading a loss value makes the host wait for the GPU, and a wait in every step leaves the
+    GPU idle while the next batch is fetched and launched; the watch lets the trainer look only
+    where it must (logging, samples, checkpoints, the end) and still name the step where the
+    first bad value appeared.
+    """
+
+    def __init__(self) -> None:
+        self._flags: dict[tuple[str, ...], torch.Tensor] = {}
+        self._first_step: torch.Tensor | None = None
+
+    def observe(self, terms: dict[str, torch.Tensor], step: int) -> None:
+        names = tuple(terms)
+        bad = ~torch.isfinite(torch.stack([v.detach().float() for v in terms.values()]))
+        first = self._first_step if self._first_step is not None else torch.zeros(
+            (), dtype=torch.long, device=bad.device)
+        newly_bad = (first == 0) & bad.any()  # this is the first step with a bad term
+        self._first_step = torch.where(newly_bad, step, first)
+        seen = self._flags.get(names, torch.zeros_like(bad))
+        self._flags[names] = torch.where(newly_bad, bad, seen)
+
+    def read(self) -> tuple[int, list[str]] | None:
+        """(first bad step, the terms that were bad in it) or None; one wait for the device."""
+        if self._first_step is None or int(self._first_step) == 0:
+            return None
+        names = {name for keys, flags in self._flags.items()
+                 for name, bad in zip(keys, flags.tolist()) if bad}
+        return int(self._first_step), sorted(names)
 
 
 def ema_decay_at(step: int, decay: float) -> float:

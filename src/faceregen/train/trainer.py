@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import signal
 import time
 from pathlib import Path
@@ -37,6 +36,7 @@ from faceregen.train import distributed as dist_utils
 from faceregen.train.batches import EpochBatches, sample_batch, training_set
 from faceregen.train.objectives import compile_for_shared_pass
 from faceregen.train.state import (
+    NonFiniteWatch,
     RunDirectoryLock,
     StopFlag,
     ema_decay_at,
@@ -139,6 +139,7 @@ class Trainer:
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.lock = RunDirectoryLock(self.run_dir)
         self.writer = None
+        self.watch = NonFiniteWatch()
 
     # ----------------------------------------------------------------- construction helpers
 
@@ -170,10 +171,11 @@ class Trainer:
                 ref_image.contiguous(memory_format=mf),
                 one_hot(ref_label, classes).contiguous(memory_format=mf))
 
-    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One G and D update on a loader batch, then the LR schedules and the EMA.
 
-        Returns every loss term as a float, keyed by its TensorBoard tag.
+        Returns every loss term, keyed by its TensorBoard tag, as a detached tensor still on
+        the device: nothing here waits for the GPU.
         """
         label_oh, real, ref_image, ref_oh = self._to_device(batch)
         _, terms = adversarial_step(self.modules, label_oh, real, ref_image, ref_oh,
@@ -185,7 +187,7 @@ class Trainer:
         update_ema(self.generator_ema, self.generator, decay)
         if self.style_encoder is not None:
             update_ema(self.style_encoder_ema, self.style_encoder, decay)
-        return {k: float(v.detach()) for k, v in terms.items()}
+        return {k: v.detach() for k, v in terms.items()}
 
     def _average_gradients(self) -> None:
         dist_utils.average_gradients(self.g_params, self.info)
@@ -299,13 +301,22 @@ class Trainer:
         self.writer.add_scalar("lr/discriminator", self.sched_d.get_last_lr()[0], self.step)
         self.writer.add_scalar("speed/img_per_s", images_per_second, self.step)
 
-    def _stop_on_nonfinite(self, values: dict[str, float]) -> None:
+    def _check_finite(self) -> None:
+        """Stop with a user error if a loss went non-finite since the start, on any rank.
+
+        Called before anything is written from the networks (samples, checkpoints) and at each
+        log step, so a checkpoint never holds weights trained on a non-finite loss.
+        """
+        found = self.watch.read()
+        if not dist_utils.any_rank(found is not None, self.device, self.info):
+            return
         last = self.ckpt_dir / LAST
         where = (f"the last good checkpoint is {last}" if last.is_file()
                  else "no checkpoint was written yet")
-        nonfinite = ", ".join(sorted(k for k, v in values.items() if not math.isfinite(v)))
-        raise FaceregenError(f"non-finite loss at step {self.step + 1} "
-                             f"({nonfinite or 'on another rank'}); training stopped, {where}")
+        step, names = found if found is not None else (self.step, [])
+        raise FaceregenError(f"non-finite loss at step {step} "
+                             f"({', '.join(names) or 'on another rank'}); training stopped, "
+                             f"{where}")
 
     def open_writer(self) -> None:
         if self.info.is_main and self.cfg.logger.enabled:
@@ -351,32 +362,29 @@ class Trainer:
 
         from tqdm import tqdm
 
-        bar = tqdm(total=tcfg.max_steps, initial=self.step, disable=not self.info.is_main,
-                   dynamic_ncols=True, desc="train")
         started = time.monotonic()
         window_start, window_images = time.monotonic(), 0
         global_batch = self.cfg.data.batch_size * self.info.world_size
-        last_values: dict[str, float] = {}
+        terms: dict[str, torch.Tensor] = {}
         stopped_by, signal_number = None, None
-        with StopFlag() as stop:
+        with StopFlag() as stop, tqdm(total=tcfg.max_steps, initial=self.step, desc="train",
+                                      disable=not self.info.is_main, dynamic_ncols=True) as bar:
             while self.step < tcfg.max_steps:
-                values = self.train_step(next(self.batches))
-                bad = not all(math.isfinite(v) for v in values.values())
-                if dist_utils.any_rank(bad, self.device, self.info):
-                    bar.close()
-                    self._stop_on_nonfinite(values)
+                terms = self.train_step(next(self.batches))
+                self.watch.observe(terms, self.step + 1)
                 self.step += 1
                 window_images += global_batch
-                last_values = values
                 bar.update(1)
                 if self.step % tcfg.log_every == 0 or self.step == tcfg.max_steps:
+                    self._check_finite()
                     ips = window_images / max(time.monotonic() - window_start, 1e-9)
-                    values = dist_utils.mean_over_ranks(values, self.device, self.info)
+                    values = dist_utils.mean_over_ranks(as_floats(terms), self.device, self.info)
                     bar.set_postfix(img_s=f"{ips:.1f}", g=f"{values['loss_g/total']:.3f}",
                                     d=f"{values['loss_d/total']:.3f}")
                     self._log_scalars(values, ips)
                     window_start, window_images = time.monotonic(), 0
                 if self.step % tcfg.sample_every == 0:
+                    self._check_finite()
                     self.write_samples()
                 out_of_time = (tcfg.max_minutes is not None
                                and time.monotonic() - started > 60 * tcfg.max_minutes)
@@ -388,8 +396,9 @@ class Trainer:
                 if stopped_by:
                     break
                 if self.step % tcfg.ckpt_every == 0:
+                    self._check_finite()
                     self.save()
-        bar.close()
+        self._check_finite()
         if self.step % tcfg.sample_every != 0:
             self.write_samples()
         path = self.save()
@@ -398,12 +407,19 @@ class Trainer:
             log.info("stopped at step %d by %s; checkpoint %s", self.step, stopped_by, path)
         summary = {"step": self.step, "stopped_by": stopped_by,
                    "exit_code": 128 + int(signal_number) if signal_number else 0,
-                   "checkpoint": str(self.ckpt_dir / LAST), "losses": last_values,
+                   "checkpoint": str(self.ckpt_dir / LAST), "losses": as_floats(terms),
                    "minutes": (time.monotonic() - started) / 60}
         if self.info.is_main:
             log.info("finished at step %d in %.1f min; checkpoint %s", self.step,
                      summary["minutes"], summary["checkpoint"])
         return summary
+
+
+def as_floats(terms: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Loss tensors as Python floats, with one wait for the device for all of them."""
+    if not terms:
+        return {}
+    return dict(zip(terms, torch.stack([v.float() for v in terms.values()]).tolist()))
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:

@@ -1,0 +1,155 @@
+"""Train named variants on the synthetic set with one budget and seeds, score each, print a table.
+
+    python scripts/ablations.py --steps 700 --seeds 0 baseline default adv-sum vgg-raw
+    python scripts/ablations.py --steps 5000 --seeds 0 1 --jobs 6 --device cuda baseline default
+    python scripts/ablations.py --list
+
+Each variant is a set of Hydra overrides of `faceregen train` (VARIANTS below); ``baseline`` is
+the pix2pixHD baseline (+experiment=synthetic_baseline) and every other variant is the style
+model. Every (variant, seed) trains in ``OUT/<variant>/seed<s>`` (resumed, so a rerun only
+finishes what is missing) and is scored alone by `faceregen eval` (the ``model`` row of its
+metrics.json); the table gives the mean over seeds and, with several seeds, the spread
+(max - min). ``--jobs N`` trains N runs at once: on a GPU one small run leaves most of the
+device idle. Further arguments after ``--`` go to every training run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+# name -> overrides of the style model's training (None: the baseline experiment).
+VARIANTS: dict[str, list[str] | None] = {
+    "baseline": None,
+    "default": [],
+    "adv-sum": ["loss.adv_scale_reduction=sum"],
+    "vgg-raw": ["loss.vgg.input=raw"],
+    "decoder-layer": ["model.generator.decoder_norm=layer"],
+    "decoder-group": ["model.generator.decoder_norm=group"],
+    "decoder-adain": ["model.generator.decoder_norm=adain"],
+    "decoder-none": ["model.generator.decoder_norm=none"],
+    "no-mean2": ["model.generator.block_second_shift=false"],
+    "gp-mean": ["loss.gp_reduction=mean"],
+    "gp-r1": ["loss.gp_mode=r1"],
+    "gp-off": ["loss.lambda_gp=0"],
+    "gp-every-1": ["loss.gp_every=1"],
+    "gp-every-16": ["loss.gp_every=16"],
+    "r1-every-16": ["loss.gp_mode=r1", "loss.gp_every=16"],
+    "sft-report": ["model.style_encoder.sft_mode=report"],
+}
+# (header, protocol, metric key, percent)
+COLUMNS = (
+    ("swap attr. (%)", "mask_swap", "attribute_accuracy", True),
+    ("swap seg. (%)", "mask_swap", "segmentation_pixel_accuracy", True),
+    ("swap mIoU (%)", "mask_swap", "segmentation_miou", True),
+    ("swap colour err.", "mask_swap", "region_color_error", False),
+    ("rec. attr. (%)", "reconstruction", "attribute_accuracy", True),
+    ("rec. seg. (%)", "reconstruction", "segmentation_pixel_accuracy", True),
+    ("rec. PSNR (dB)", "reconstruction", "psnr", False),
+)
+
+
+def variant_overrides(name: str, extra: list[str]) -> list[str]:
+    """Variants are names from VARIANTS, or ``name+name`` for several at once."""
+    overrides: list[str] = []
+    for part in name.split("+"):
+        if part not in VARIANTS:
+            raise SystemExit(f"error: unknown variant {part!r}; --list shows them")
+        chosen = VARIANTS[part]
+        overrides += ["+experiment=synthetic_baseline"] if chosen is None else chosen
+    return overrides + extra
+
+
+def run(command: list[str], log: Path) -> None:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as handle:
+        handle.write(" ".join(command) + "\n")
+        handle.flush()
+        code = subprocess.call(command, stdout=handle, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL)
+    if code != 0:
+        raise RuntimeError(f"{' '.join(command)} failed with status {code}; see {log}")
+
+
+def train_and_score(name: str, seed: int, args: argparse.Namespace) -> dict:
+    run_dir = args.out / name / f"seed{seed}"
+    faceregen = [sys.executable, "-m", "faceregen"]
+    started = time.monotonic()
+    run([*faceregen, "train", f"hydra.run.dir={run_dir}", f"trainer.max_steps={args.steps}",
+         "trainer.max_minutes=null", "trainer.resume=auto", f"trainer.seed={seed}",
+         f"trainer.device={args.device}", "logger.enabled=false",
+         *variant_overrides(name, args.train_overrides)], run_dir / "run.log")
+    minutes = (time.monotonic() - started) / 60
+    metrics = run_dir / "eval" / "metrics.json"
+    if not metrics.is_file():
+        run([*faceregen, "eval", f"ckpt={run_dir}/checkpoints/last.pt",
+             f"hydra.run.dir={run_dir}/eval", f"device={args.device}"], run_dir / "run.log")
+    result = json.loads(metrics.read_text())
+    return {"variant": name, "seed": seed, "train_minutes": minutes,
+            "protocols": result["rows"]["model"]["protocols"]}
+
+
+def summary_table(results: list[dict], names: list[str]) -> str:
+    lines = ["| variant | seeds | " + " | ".join(h for h, *_ in COLUMNS) + " |",
+             "|---|---|" + "---|" * len(COLUMNS)]
+    for name in names:
+        rows = [r for r in results if r["variant"] == name]
+        if not rows:
+            continue
+        cells = [name, ",".join(str(r["seed"]) for r in rows)]
+        for _, protocol, key, percent in COLUMNS:
+            values = [r["protocols"][protocol].get(key) for r in rows]
+            values = [100 * v if percent else v for v in values if isinstance(v, (int, float))]
+            if not values:
+                cells.append("-")
+                continue
+            mean = sum(values) / len(values)
+            spread = f" ±{(max(values) - min(values)) / 2:.2f}" if len(values) > 1 else ""
+            cells.append(f"{mean:.2f}{spread}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("variants", nargs="*")
+    parser.add_argument("--steps", type=int, default=700)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--out", type=Path, default=Path("checkpoints/ablations"))
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--jobs", type=int, default=1, help="training runs at once")
+    parser.add_argument("--list", action="store_true", help="print the variants and exit")
+    argv = sys.argv[1:] if argv is None else argv
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    args.train_overrides = extra
+    if args.list or not args.variants:
+        for name, overrides in VARIANTS.items():
+            print(f"{name:14s} {' '.join(overrides) if overrides is not None else '(baseline)'}")
+        return
+    for name in args.variants:
+        variant_overrides(name, [])
+    # The first run makes the dataset and the first eval trains the evaluators: do one alone.
+    jobs = [(name, seed) for seed in args.seeds for name in args.variants]
+    env_threads = os.environ.get("OMP_NUM_THREADS")
+    results = [train_and_score(*jobs[0], args)]
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        results += list(pool.map(lambda job: train_and_score(*job, args), jobs[1:]))
+    table = summary_table(results, args.variants)
+    header = (f"{args.steps} steps, seeds {' '.join(map(str, args.seeds))}, device "
+              f"{args.device}, {args.jobs} run(s) at once"
+              + (f", OMP_NUM_THREADS={env_threads}" if env_threads else ""))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"table-{args.steps}.md").write_text(header + "\n\n" + table)
+    (args.out / f"results-{args.steps}.json").write_text(json.dumps(results, indent=1))
+    print(header + "\n\n" + table)
+
+
+if __name__ == "__main__":
+    main()
