@@ -24,10 +24,13 @@ penalty of its own. ``--step faceregen`` (default) is the trainer's step.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import sys
 import time
+from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +44,7 @@ from faceregen.losses import feature_matching_loss, gan_loss
 from faceregen.losses.perceptual import VGGPerceptualLoss
 from faceregen.models import build_networks, generate
 from faceregen.train.objectives import compile_for_shared_pass
+from faceregen.train.state import update_ema
 from faceregen.train.step import StepModules, adversarial_step, autocast_for
 from faceregen.utils import autocast_dtype
 
@@ -64,13 +68,20 @@ def compose_config(args: argparse.Namespace) -> DictConfig:
 
 
 class Timer:
-    """Accumulates wall time per named section, synchronising CUDA around each one."""
+    """Accumulates wall time per named section, synchronising CUDA around each one.
 
-    def __init__(self, device: torch.device):
+    A disabled timer times nothing and never synchronises: the headline step time is taken
+    over whole steps, with no waits inside them, as the trainer runs them.
+    """
+
+    def __init__(self, device: torch.device, enabled: bool = True):
         self.device = device
+        self.enabled = enabled
         self.totals: dict[str, float] = {}
 
     def section(self, name: str):
+        if not self.enabled:
+            return nullcontext()
         timer = self
 
         class _Section:
@@ -89,8 +100,20 @@ class Timer:
             torch.cuda.synchronize(self.device)
 
 
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: bool,
-          steps: int, warmup: int, step_kind: str = "faceregen", compile: bool = False) -> dict:
+          steps: int, warmup: int, step_kind: str = "faceregen", compile: bool = False,
+          phases: bool = True, profile: bool = False) -> dict:
+    """Time ``steps`` training steps after ``warmup`` (compilation, cuDNN autotuning).
+
+    The step time is wall time over all timed steps with one synchronisation at each end.
+    ``phases`` adds a second pass with a synchronisation around each phase (forward passes,
+    backward, optimiser) for the per-phase times; ``profile`` a third under torch.profiler.
+    """
     torch.manual_seed(0)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     nets = build_networks(cfg.model)
@@ -150,10 +173,15 @@ def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: 
             opt_d.step()
         return fake
 
+    g_ema = [copy.deepcopy(module).requires_grad_(False) for module in (g, e) if module]
+
     def faceregen_step(timer: Timer, index: int) -> torch.Tensor:
-        """The trainer's step itself (faceregen.train.step.adversarial_step)."""
+        """The trainer's step itself (faceregen.train.step.adversarial_step) and its EMA."""
         fake, _ = adversarial_step(modules, label_oh, real, real, label_oh, cfg.loss,
                                    step_index=index, autocast=autocast, section=timer.section)
+        with timer.section("ema"):
+            for ema, module in zip(g_ema, (g, e)):
+                update_ema(ema, module, 0.999)
         return fake
 
     def step(timer: Timer, index: int, probe_vgg: bool = True) -> None:
@@ -171,25 +199,294 @@ def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: 
         for index in range(every):  # one penalty interval
             step(Timer(device), index, probe_vgg=False)
     step_flops = flop_counter.get_total_flops() / every
-    if compile:  # as trainer.compile=true: generator path and discriminator, the penalty eager
+    if compile:  # as trainer.compile=true: generator path, discriminator, VGG; penalty eager
         modules.run_generator = compile_for_shared_pass(generate)
         modules.run_discriminator = compile_for_shared_pass(d)
+        if vgg is not None:
+            modules.perceptual = compile_for_shared_pass(vgg)
 
-    timer = Timer(device)
-    for i in range(warmup + steps):
-        if i == warmup:
-            timer.totals.clear()
-        step(timer, i - warmup)
-    per_step = {k: v / steps for k, v in timer.totals.items()}
-    return {
-        "img_per_s": b / per_step["step"],
-        "step_s": per_step["step"],
+    quiet = Timer(device, enabled=False)
+    for i in range(warmup):
+        step(quiet, i, probe_vgg=False)
+    synchronize(device)
+    start = time.perf_counter()
+    for i in range(steps):
+        step(quiet, i, probe_vgg=False)
+    synchronize(device)
+    step_s = (time.perf_counter() - start) / steps
+    result = {
+        "img_per_s": b / step_s,
+        "step_s": step_s,
         "gflop_per_step": step_flops / 1e9,
-        "achieved_gflop_per_s": step_flops / 1e9 / per_step["step"],
-        **{f"{name}_s": per_step[name] for name in
-           ("g_forward", "d_forward", "losses_forward", "backward", "optimizer_steps")},
-        "vgg_forward_backward_s": per_step.get("vgg_forward_backward"),
+        "achieved_gflop_per_s": step_flops / 1e9 / step_s,
     }
+    if phases:
+        timer = Timer(device)
+        for i in range(steps):
+            step(timer, i)
+        per_step = {k: v / steps for k, v in timer.totals.items()}
+        result["phases_s"] = {name: per_step.get(name) for name in (
+            "g_forward", "d_forward", "losses_forward", "backward", "optimizer_steps", "ema",
+            "vgg_forward_backward")}
+    if profile:
+        result["profile"] = profile_steps(lambda i: step(quiet, i, probe_vgg=False), steps,
+                                          device, flop_counter.get_flop_counts(), every)
+    return result
+
+
+# Dense bf16 tensor-core peaks (TFLOP/s, vendor datasheets), by a name nvidia-smi reports.
+BF16_PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0),
+                    ("H200", 989.0), ("GH200", 989.0), ("A100", 312.0), ("L40S", 362.0))
+
+
+def bf16_peak_tflops(device_name: str) -> float | None:
+    for fragment, peak in BF16_PEAK_TFLOPS:
+        if fragment in device_name:
+            return peak
+    return None
+
+
+# (class, substrings of a kernel or op name, lower case); the first match wins.
+KERNEL_CLASSES = (
+    ("layout conversion", ("nchwtonhwc", "nhwctonchw", "nchw_to_nhwc", "nhwc_to_nchw")),
+    ("conv backward, data", ("dgrad", "convolution_backward_input")),
+    ("conv backward, weights", ("wgrad", "convolution_backward_weight")),
+    ("conv backward (CPU op)", ("convolution_backward",)),
+    ("conv forward", ("fprop", "convolve", "conv2d", "convolution", "implicit_gemm")),
+    ("matmul", ("gemm", "nvjet", "cutlass", "addmm", "aten::mm", "aten::bmm")),
+    ("compiled fusion, reduction", ("triton_red", "triton_per")),
+    ("compiled fusion, pointwise", ("triton_poi", "triton_")),
+    ("normalisation", ("norm", "var_mean", "welford", "batch_norm")),
+    ("padding", ("reflection_pad", "replication_pad", "pad")),
+    ("optimiser and EMA", ("multi_tensor", "fused_adam", "adam", "foreach", "lerp")),
+    ("reduction", ("reduce", "sum", "mean")),
+    ("copy and cat", ("copy", "cat", "clone", "contiguous")),
+    ("elementwise", ("elementwise", "add", "mul", "leaky", "relu", "tanh", "where", "fill",
+                     "div", "sub", "pow", "sqrt", "abs", "sign", "clamp", "threshold")),
+)
+
+
+def kernel_class(name: str) -> str:
+    lowered = name.lower()
+    for label, fragments in KERNEL_CLASSES:
+        if any(fragment in lowered for fragment in fragments):
+            return label
+    return "other"
+
+
+def kernel_precision(name: str) -> str:
+    """'bf16, NHWC' and the like, as far as a convolution or matmul kernel's name says."""
+    lowered = name.lower()
+    if "bf16" in lowered:
+        precision = "bf16"
+    elif "f16" in lowered or "h884" in lowered or "h1688" in lowered:
+        precision = "fp16"
+    elif "tf32" in lowered or "f32" in lowered or "sgemm" in lowered or "float" in lowered:
+        precision = "fp32/tf32"
+    else:
+        precision = "?"
+    if "nhwc" in lowered:
+        return f"{precision}, NHWC"
+    return f"{precision}, NCHW" if "nchw" in lowered else precision
+
+
+def profile_steps(run_step, steps: int, device: torch.device, flop_counts: dict,
+                  every: int) -> dict:
+    """Where the step's time goes: kernel (GPU) or op (CPU) self time by class.
+
+    Taken after the warm-up, so cuDNN's autotuning trials are not in it. Convolution classes
+    get their achieved TFLOP/s from the FLOP count of the same step (forward against
+    ``aten.convolution``, both backward classes together against ``aten.convolution_backward``),
+    and the share of the device's bf16 peak; everything else is memory-bound work whose time
+    is the thing to cut. ``idle`` is the step's wall time not covered by any kernel: launch
+    gaps and host waits.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    synchronize(device)
+    with profile(activities=activities) as prof:
+        start = time.perf_counter()
+        for i in range(steps):
+            run_step(i)
+        synchronize(device)
+        wall_us = (time.perf_counter() - start) * 1e6
+    classes: dict[str, dict] = {}
+    busy_us = 0.0
+    for event in prof.key_averages():
+        if cuda:
+            if event.device_type != torch.autograd.DeviceType.CUDA:
+                continue
+            self_us = event.self_device_time_total
+        else:  # leaf CPU ops only: an op's self time excludes what it called
+            if not event.key.startswith("aten::") or event.key in (
+                    "aten::conv2d", "aten::convolution", "aten::_convolution"):
+                continue
+            self_us = event.self_cpu_time_total
+        if self_us <= 0:
+            continue
+        busy_us += self_us
+        label = kernel_class(event.key)
+        if label.startswith("conv") or label == "matmul":
+            label = f"{label} ({kernel_precision(event.key)})" if cuda else label
+        entry = classes.setdefault(label, {"ms_per_step": 0.0, "calls_per_step": 0.0,
+                                           "top": []})
+        entry["ms_per_step"] += self_us / 1e3 / steps
+        entry["calls_per_step"] += event.count / steps
+        entry["top"].append((self_us / 1e3 / steps, event.key[:120]))
+    step_ms = wall_us / 1e3 / steps
+    if cuda:
+        classes["idle (launch gaps, host waits)"] = {
+            "ms_per_step": max(0.0, step_ms - busy_us / 1e3 / steps), "calls_per_step": 0,
+            "top": []}
+    counts = {str(op): flops / every for op, flops in flop_counts.get("Global", {}).items()}
+    peak = bf16_peak_tflops(torch.cuda.get_device_name(device)) if cuda else None
+    roofline = {}
+    for group, op in (("conv forward", "aten.convolution"),
+                      ("conv backward", "aten.convolution_backward")):
+        ms = sum(e["ms_per_step"] for n, e in classes.items() if n.startswith(group))
+        if ms > 0 and counts.get(op):
+            tflops = counts[op] / 1e12 / (ms / 1e3)
+            roofline[group] = {"gflop_per_step": counts[op] / 1e9, "ms_per_step": ms,
+                               "tflops": tflops,
+                               "share_of_bf16_peak": tflops / peak if peak else None}
+    for entry in classes.values():
+        entry["share"] = entry["ms_per_step"] / step_ms
+        entry["top"] = [f"{ms:.3f} ms {kernel}" for ms, kernel in sorted(entry["top"])[::-1][:3]]
+    return {"step_ms": step_ms, "roofline": roofline, "classes": dict(sorted(
+        classes.items(), key=lambda item: -item[1]["ms_per_step"]))}
+
+
+# The GPU suite: (row, step kind, experiment, compiled, batch). The reference step has no
+# penalty (pix2pixHD had none); every other row trains its experiment's loss as configured.
+SUITE = (
+    ("pix2pixHD's step (reference)", "reference", "pix2pixhd_baseline", False, 4),
+    ("baseline", "faceregen", "pix2pixhd_baseline", False, 4),
+    ("baseline, compiled", "faceregen", "pix2pixhd_baseline", True, 4),
+    ("style model", "faceregen", "celebamask", False, 4),
+    ("style model, compiled", "faceregen", "celebamask", True, 4),
+    ("style model", "faceregen", "celebamask", False, 16),
+    ("style model, compiled", "faceregen", "celebamask", True, 16),
+)
+# --suite tiny: the same rows on the CPU at a test size, batch 16 read as 4.
+TINY_SUITE_OVERRIDES = ["model/size=tiny", "data.size=32", "model.generator.ngf=8",
+                        "model.generator.n_downsample=2", "model.discriminator.num_D=1"]
+
+
+def run_suite(args: argparse.Namespace) -> dict:
+    """Every SUITE row in one process on one device, with the reference step's img/s as the
+    yardstick; returns the rows and prints a markdown table."""
+    gpu = args.suite == "gpu"
+    device = torch.device(args.device if gpu else "cpu")
+    precision = args.precision if gpu else "32"
+    rows = []
+    for label, step_kind, experiment, compiled, batch in SUITE:
+        if compiled and args.eager_only:
+            continue
+        overrides = [f"+experiment={experiment}", *(args.overrides if gpu else [
+            *TINY_SUITE_OVERRIDES, *args.overrides])]
+        if step_kind == "reference":
+            overrides.append("loss.lambda_gp=0")
+        batch = batch if gpu else {4: 2, 16: 4}[batch]
+        with initialize_config_module(version_base="1.3", config_module="faceregen.configs"):
+            cfg = compose(config_name="train", overrides=[
+                "loss.vgg.weights=random", f"data.batch_size={batch}", *overrides])
+        profile = args.profile and label == "style model" and batch == (4 if gpu else 2)
+        result = bench(cfg, device, precision, gpu and args.channels_last, args.steps,
+                       args.warmup, step_kind, compiled, phases=False, profile=profile)
+        rows.append({"row": label, "batch": batch, "experiment": experiment,
+                     "penalty": (f"{cfg.loss.gp_mode} every {cfg.loss.gp_every}"
+                                 if cfg.loss.lambda_gp > 0 else "none"), **result})
+        torch._dynamo.reset()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    peak = bf16_peak_tflops(name)
+    reference = rows[0]["img_per_s"]
+    for row in rows:
+        row["vs_reference"] = row["img_per_s"] / reference
+        row["share_of_bf16_peak"] = (row["achieved_gflop_per_s"] / 1e3 / peak if peak
+                                     else None)
+    print(suite_table(rows, name, precision, peak), file=sys.stderr)
+    for row in rows:
+        if "profile" in row:
+            print(f"\n{row['row']}, batch {row['batch']}:\n{profile_table(row['profile'])}",
+                  file=sys.stderr)
+    return {"device_name": name, "bf16_peak_tflops": peak, "rows": rows}
+
+
+def suite_table(rows: list[dict], device_name: str, precision: str, peak: float | None) -> str:
+    lines = [f"{device_name}, precision {precision}, peak "
+             f"{f'{peak:.0f} TFLOP/s dense bf16' if peak else 'unknown'}", "",
+             "| step | batch | penalty | img/s | x reference | GFLOP/step | TFLOP/s | "
+             "% of bf16 peak |", "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        share = row["share_of_bf16_peak"]
+        lines.append(
+            f"| {row['row']} | {row['batch']} | {row['penalty']} | {row['img_per_s']:.1f} | "
+            f"{row['vs_reference']:.2f} | {row['gflop_per_step']:.0f} | "
+            f"{row['achieved_gflop_per_s'] / 1e3:.1f} | "
+            f"{f'{100 * share:.1f}' if share is not None else '-'} |")
+    return "\n".join(lines)
+
+
+def profile_table(profile: dict) -> str:
+    """The profile_steps() result as markdown: time by class, then the convolutions' roofline."""
+    lines = [f"step {profile['step_ms']:.2f} ms", "", "| class | ms/step | share | calls/step |",
+             "|---|---|---|---|"]
+    for name, entry in profile["classes"].items():
+        lines.append(f"| {name} | {entry['ms_per_step']:.2f} | {100 * entry['share']:.1f}% | "
+                     f"{entry['calls_per_step']:.0f} |")
+    lines += ["", "| convolutions | GFLOP/step | ms/step | TFLOP/s | % of bf16 peak |",
+              "|---|---|---|---|---|"]
+    for name, entry in profile["roofline"].items():
+        share = entry["share_of_bf16_peak"]
+        lines.append(f"| {name} | {entry['gflop_per_step']:.0f} | {entry['ms_per_step']:.2f} | "
+                     f"{entry['tflops']:.1f} | "
+                     f"{f'{100 * share:.1f}%' if share is not None else '-'} |")
+    return "\n".join(lines)
+
+
+def trace_trainer(cfg: DictConfig, steps: int, warmup: int) -> dict:
+    """The real trainer's loop, step by step: time waiting for the loader against time in the
+    step (synchronised), to tell a slow loader from a slow step and to find periodic stalls."""
+    import statistics
+    import tempfile
+
+    from faceregen.train.trainer import Trainer
+
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = Trainer(cfg, Path(run_dir))
+        try:
+            waits, computes = [], []
+            for i in range(warmup + steps):
+                start = time.perf_counter()
+                batch = next(trainer.batches)
+                fetched = time.perf_counter()
+                trainer.train_step(batch)
+                trainer.step += 1
+                synchronize(trainer.device)
+                if i >= warmup:
+                    waits.append(fetched - start)
+                    computes.append(time.perf_counter() - fetched)
+        finally:
+            trainer.close()
+    totals = [w + c for w, c in zip(waits, computes)]
+    median = statistics.median(totals)
+    slow = [{"step": warmup + i, "total_ms": 1e3 * t, "loader_wait_ms": 1e3 * waits[i]}
+            for i, t in enumerate(totals) if t > 1.5 * median]
+
+    def summary(values: list[float]) -> dict:
+        ordered = sorted(values)
+        return {"median_ms": 1e3 * statistics.median(values),
+                "p90_ms": 1e3 * ordered[int(0.9 * (len(ordered) - 1))],
+                "max_ms": 1e3 * ordered[-1]}
+
+    return {"img_per_s": cfg.data.batch_size * steps / sum(totals),
+            "loader_wait": summary(waits), "step": summary(computes),
+            "batches_per_epoch": trainer.batches.batches_per_epoch,
+            "slow_steps": slow[:40], "slow_step_count": len(slow)}
 
 
 def bench_regen(cfg: DictConfig, device: torch.device, steps: int, warmup: int) -> dict:
@@ -321,7 +618,17 @@ def bench_data(cfg: DictConfig, workers: int, steps: int, warmup: int) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--task", default="train", choices=["train", "regen", "studio", "data"])
+    parser.add_argument("--task", default="train",
+                        choices=["train", "regen", "studio", "data", "trainer"])
+    parser.add_argument("--suite", choices=["gpu", "tiny"], default=None,
+                        help="every SUITE row in one run: gpu (512 px on --device) or tiny "
+                             "(the same rows on the CPU at a test size); prints a table")
+    parser.add_argument("--eager-only", action="store_true", help="--suite without the "
+                        "compiled rows")
+    parser.add_argument("--profile", action="store_true",
+                        help="add a kernel-time profile by class (in --suite: the eager style "
+                             "model at batch 4)")
+    parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     parser.add_argument("--model", default="style_pix2pixhd",
                         choices=["style_pix2pixhd", "pix2pixhd"])
     parser.add_argument("--size", type=int, default=None, help="default: data.size")
@@ -351,6 +658,14 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    if args.suite:
+        if args.suite == "gpu" and device.type != "cuda":
+            parser.error("--suite gpu needs --device cuda (--suite tiny runs on the CPU)")
+        report = {"task": "suite", "suite": args.suite, "torch": torch.__version__,
+                  "steps": args.steps, "warmup": args.warmup, "overrides": args.overrides,
+                  **run_suite(args)}
+        emit(report, args.out)
+        return
     cfg = compose_config(args)
     if args.task == "regen":
         with torch.inference_mode():
@@ -359,6 +674,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.precision == "16":
             parser.error("--task studio: --precision 32 or bf16 (the studio's --bf16)")
         result = bench_studio(cfg, device, args.steps, args.warmup, args.exact, args.precision)
+    elif args.task == "trainer":
+        result = trace_trainer(cfg, args.steps, args.warmup)
     elif args.task == "data":
         workers = cfg.data.num_workers if args.workers is None else args.workers
         result = bench_data(cfg, workers, args.steps, args.warmup)
@@ -369,7 +686,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.step == "reference" and args.compile:
             parser.error("--compile applies to the trainer's step, not --step reference")
         result = bench(cfg, device, args.precision, args.channels_last, args.steps,
-                       args.warmup, args.step, args.compile)
+                       args.warmup, args.step, args.compile, profile=args.profile)
+        if args.profile:
+            print(profile_table(result["profile"]), file=sys.stderr)
     report = {
         "task": args.task,
         "config": {"step": args.step, "model": args.model, "size": cfg.data.size,
@@ -387,8 +706,16 @@ def main(argv: list[str] | None = None) -> None:
         "torch": torch.__version__,
         **{k: (round(v, 5) if isinstance(v, float) else v) for k, v in result.items()},
     }
-    json.dump(report, sys.stdout, indent=2)
-    print()
+    emit(report, args.out)
+
+
+def emit(report: dict, out: Path | None) -> None:
+    """The report as JSON on stdout and, with ``out``, in that file."""
+    text = json.dumps(report, indent=2) + "\n"
+    sys.stdout.write(text)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
 
 
 if __name__ == "__main__":

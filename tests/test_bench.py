@@ -31,7 +31,7 @@ def test_bench_reports_throughput_and_flops(step, capsys):
     assert report["config"]["step"] == step and report["config"]["size"] == 32
     assert report["img_per_s"] > 0 and report["gflop_per_step"] > 0
     for section in ("g_forward", "d_forward", "losses_forward", "backward"):
-        assert report[f"{section}_s"] > 0
+        assert report["phases_s"][section] > 0
 
 
 def test_reference_step_does_more_work_than_the_trainer_step(capsys):
@@ -64,3 +64,52 @@ def test_bench_data_times_the_trainers_loader(tmp_path, capsys):
     assert (tmp_path / "synthetic" / "prepared-32" / "manifest.csv").is_file()
     assert report["workers"] == 0 and 0 < report["train_images"] < 24
     assert report["img_per_s"] > 0 and report["batch_s"] > 0
+
+
+def test_the_suite_runs_every_row_at_a_tiny_size_and_compares_with_the_reference(capsys):
+    """--suite tiny is --suite gpu's rows on the CPU: the reference step first, the ratio of
+    every row to it, and a profile of the eager style model whose classes add up to the step."""
+    spec = importlib.util.spec_from_file_location("bench", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    GlobalHydra.instance().clear()
+    bench.main(["--suite", "tiny", "--eager-only", "--steps", "1", "--warmup", "0",
+                "--profile"])
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    rows = report["rows"]
+    assert [row["row"] for row in rows] == [
+        "pix2pixHD's step (reference)", "baseline", "style model", "style model"]
+    assert [row["batch"] for row in rows] == [2, 2, 2, 4]
+    assert rows[0]["penalty"] == "none" and rows[0]["vs_reference"] == 1.0
+    assert rows[1]["penalty"].startswith("wgan-gp every")
+    for row in rows:
+        assert row["vs_reference"] == pytest.approx(row["img_per_s"] / rows[0]["img_per_s"])
+    profile = next(row["profile"] for row in rows if "profile" in row)
+    assert profile["classes"]["conv forward"]["ms_per_step"] > 0
+    assert 0.5 < sum(entry["share"] for entry in profile["classes"].values()) <= 1.05
+    assert profile["roofline"]["conv backward"]["gflop_per_step"] > 0
+    assert "| style model | 4 |" in captured.err and "x reference" in captured.err
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nhwc_tilesize128x128x64",
+     ("conv forward", "bf16, NHWC")),
+    ("sm80_xmma_dgrad_implicit_gemm_indexed_f32f32_tf32f32_f32_nchwkcrs_nchw",
+     ("conv backward, data", "fp32/tf32, NCHW")),
+    ("sm90_xmma_wgrad_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nhwc", ("conv backward, weights",
+                                                                          "bf16, NHWC")),
+    ("void cudnn::engines_precompiled::nchwToNhwcKernel<float>", ("layout conversion", None)),
+    ("void at::native::reflection_pad2d_out_kernel<c10::BFloat16>", ("padding", None)),
+    ("triton_per_fused_native_group_norm_0", ("compiled fusion, reduction", None)),
+    ("void at::native::(anonymous namespace)::multi_tensor_apply_kernel<FusedAdam>",
+     ("optimiser and EMA", None)),
+])
+def test_kernel_names_fall_in_their_class(name, expected):
+    spec = importlib.util.spec_from_file_location("bench", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    label, precision = expected
+    assert bench.kernel_class(name) == label
+    if precision:
+        assert bench.kernel_precision(name) == precision

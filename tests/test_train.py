@@ -22,6 +22,7 @@ from faceregen.errors import FaceregenError
 from faceregen.regen import load_regenerator
 from faceregen.train import step as step_module
 from faceregen.train import trainer as trainer_module
+from faceregen.train.state import NonFiniteWatch
 from faceregen.train.trainer import Trainer, lr_factor, train
 
 
@@ -294,3 +295,17 @@ def test_junk_checkpoint_is_a_user_error(content, tmp_path):
     path.write_bytes(content)
     with pytest.raises(FaceregenError, match="junk.pt"):
         load_checkpoint(path)
+
+
+def test_the_non_finite_watch_names_the_first_bad_step_and_its_terms():
+    """The watch keeps its flags on the device; read later, it still names the step where the
+    first bad value appeared and the terms bad in that step, not those that followed."""
+    watch = NonFiniteWatch()
+    finite = {"loss_g/adv": torch.tensor(1.0), "loss_d/fake": torch.tensor(0.5)}
+    watch.observe(finite, 1)
+    watch.observe({**finite, "loss_d/gp": torch.tensor(0.1)}, 2)
+    assert watch.read() is None
+    watch.observe({**finite, "loss_d/gp": torch.tensor(float("inf"))}, 3)
+    watch.observe({"loss_g/adv": torch.tensor(float("nan")),
+                   "loss_d/fake": torch.tensor(float("nan"))}, 4)
+    assert watch.read() == (3, ["loss_d/gp"])

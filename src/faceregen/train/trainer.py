@@ -128,7 +128,9 @@ class Trainer:
         self.autocast = autocast_for(self.device, self.autocast_dtype)
         self.modules = StepModules(
             generator=self.generator, style_encoder=self.style_encoder,
-            discriminator=self.discriminator, perceptual=self.perceptual,
+            discriminator=self.discriminator,
+            perceptual=(compile_for_shared_pass(self.perceptual)
+                        if tcfg.compile and self.perceptual is not None else self.perceptual),
             opt_g=self.opt_g, opt_d=self.opt_d, g_params=self.g_params, d_params=self.d_params,
             run_generator=compile_for_shared_pass(generate) if tcfg.compile else generate,
             run_discriminator=(compile_for_shared_pass(self.discriminator) if tcfg.compile
