@@ -46,7 +46,7 @@ from faceregen.models import build_networks, generate
 from faceregen.train.objectives import compile_for_shared_pass
 from faceregen.train.state import update_ema
 from faceregen.train.step import StepModules, adversarial_step, autocast_for
-from faceregen.utils import autocast_dtype
+from faceregen.utils import autocast_dtype, resolve_device
 
 
 def compose_config(args: argparse.Namespace) -> DictConfig:
@@ -358,16 +358,31 @@ def profile_steps(run_step, steps: int, device: torch.device, flop_counts: dict,
         classes.items(), key=lambda item: -item[1]["ms_per_step"]))}
 
 
-# The GPU suite: (row, step kind, experiment, compiled, batch). The reference step has no
-# penalty (pix2pixHD had none); every other row trains its experiment's loss as configured.
+# The GPU suite: (row, step kind, experiment, compiled, batch, overrides); it runs the eager
+# rows first so that a cut-short run still has them. The reference step has no penalty
+# (pix2pixHD had none); every other row trains its experiment's loss as configured.
 SUITE = (
-    ("pix2pixHD's step (reference)", "reference", "pix2pixhd_baseline", False, 4),
-    ("baseline", "faceregen", "pix2pixhd_baseline", False, 4),
-    ("baseline, compiled", "faceregen", "pix2pixhd_baseline", True, 4),
-    ("style model", "faceregen", "celebamask", False, 4),
-    ("style model, compiled", "faceregen", "celebamask", True, 4),
-    ("style model", "faceregen", "celebamask", False, 16),
-    ("style model, compiled", "faceregen", "celebamask", True, 16),
+    ("pix2pixHD's step (reference)", "reference", "pix2pixhd_baseline", False, 4,
+     ["loss.lambda_gp=0"]),
+    ("baseline", "faceregen", "pix2pixhd_baseline", False, 4, []),
+    ("style model", "faceregen", "celebamask", False, 4, []),
+    ("style model", "faceregen", "celebamask", False, 16, []),
+    ("baseline, compiled", "faceregen", "pix2pixhd_baseline", True, 4, []),
+    ("style model, compiled", "faceregen", "celebamask", True, 4, []),
+    ("style model, compiled", "faceregen", "celebamask", True, 16, []),
+)
+# --schedules: what the penalty costs, the style model eager at batch 4 under each schedule.
+SCHEDULE_ROWS = (
+    ("style model, WGAN-GP every step", "faceregen", "celebamask", False, 4,
+     ["loss.gp_every=1"]),
+    ("style model, WGAN-GP every 4th", "faceregen", "celebamask", False, 4, ["loss.gp_every=4"]),
+    ("style model, WGAN-GP every 16th", "faceregen", "celebamask", False, 4,
+     ["loss.gp_every=16"]),
+    ("style model, R1 every 16th", "faceregen", "celebamask", False, 4,
+     ["loss.gp_mode=r1", "loss.gp_every=16"]),
+    ("style model, WGAN-GP every step in bf16", "faceregen", "celebamask", False, 4,
+     ["loss.gp_every=1", "loss.gp_precision=autocast"]),
+    ("style model, no penalty", "faceregen", "celebamask", False, 4, ["loss.lambda_gp=0"]),
 )
 # --suite tiny: the same rows on the CPU at a test size, batch 16 read as 4.
 TINY_SUITE_OVERRIDES = ["model/size=tiny", "data.size=32", "model.generator.ngf=8",
@@ -381,13 +396,15 @@ def run_suite(args: argparse.Namespace) -> dict:
     device = torch.device(args.device if gpu else "cpu")
     precision = args.precision if gpu else "32"
     rows = []
-    for label, step_kind, experiment, compiled, batch in SUITE:
+    reference = None
+    schedules = SCHEDULE_ROWS if args.schedules else ()
+    suite = ([row for row in SUITE if not row[3]] + list(schedules)
+             + [row for row in SUITE if row[3]])  # compiling takes longest: last
+    for label, step_kind, experiment, compiled, batch, row_overrides in suite:
         if compiled and args.eager_only:
             continue
-        overrides = [f"+experiment={experiment}", *(args.overrides if gpu else [
-            *TINY_SUITE_OVERRIDES, *args.overrides])]
-        if step_kind == "reference":
-            overrides.append("loss.lambda_gp=0")
+        overrides = [f"+experiment={experiment}", *([] if gpu else TINY_SUITE_OVERRIDES),
+                     *args.overrides, *row_overrides]
         batch = batch if gpu else {4: 2, 16: 4}[batch]
         with initialize_config_module(version_base="1.3", config_module="faceregen.configs"):
             cfg = compose(config_name="train", overrides=[
@@ -395,20 +412,23 @@ def run_suite(args: argparse.Namespace) -> dict:
         profile = args.profile and label == "style model" and batch == (4 if gpu else 2)
         result = bench(cfg, device, precision, gpu and args.channels_last, args.steps,
                        args.warmup, step_kind, compiled, phases=False, profile=profile)
-        rows.append({"row": label, "batch": batch, "experiment": experiment,
-                     "penalty": (f"{cfg.loss.gp_mode} every {cfg.loss.gp_every}"
-                                 if cfg.loss.lambda_gp > 0 else "none"), **result})
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+        peak = bf16_peak_tflops(name)
+        reference = reference or result["img_per_s"]
+        row = {"row": label, "batch": batch, "experiment": experiment, "compiled": compiled,
+               "overrides": row_overrides,
+               "penalty": (f"{cfg.loss.gp_mode} every {cfg.loss.gp_every}"
+                           if cfg.loss.lambda_gp > 0 else "none"), **result,
+               "vs_reference": result["img_per_s"] / reference,
+               "share_of_bf16_peak": (result["achieved_gflop_per_s"] / 1e3 / peak if peak
+                                      else None)}
+        rows.append(row)
+        print(suite_table([row], name, precision, peak, header=not rows[:-1]), file=sys.stderr,
+              flush=True)
         torch._dynamo.reset()
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    peak = bf16_peak_tflops(name)
-    reference = rows[0]["img_per_s"]
-    for row in rows:
-        row["vs_reference"] = row["img_per_s"] / reference
-        row["share_of_bf16_peak"] = (row["achieved_gflop_per_s"] / 1e3 / peak if peak
-                                     else None)
-    print(suite_table(rows, name, precision, peak), file=sys.stderr)
+    print("\n" + suite_table(rows, name, precision, peak), file=sys.stderr)
     for row in rows:
         if "profile" in row:
             print(f"\n{row['row']}, batch {row['batch']}:\n{profile_table(row['profile'])}",
@@ -416,11 +436,12 @@ def run_suite(args: argparse.Namespace) -> dict:
     return {"device_name": name, "bf16_peak_tflops": peak, "rows": rows}
 
 
-def suite_table(rows: list[dict], device_name: str, precision: str, peak: float | None) -> str:
+def suite_table(rows: list[dict], device_name: str, precision: str, peak: float | None,
+                header: bool = True) -> str:
     lines = [f"{device_name}, precision {precision}, peak "
              f"{f'{peak:.0f} TFLOP/s dense bf16' if peak else 'unknown'}", "",
              "| step | batch | penalty | img/s | x reference | GFLOP/step | TFLOP/s | "
-             "% of bf16 peak |", "|---|---|---|---|---|---|---|---|"]
+             "% of bf16 peak |", "|---|---|---|---|---|---|---|---|"] if header else []
     for row in rows:
         share = row["share_of_bf16_peak"]
         lines.append(
@@ -625,6 +646,8 @@ def main(argv: list[str] | None = None) -> None:
                              "(the same rows on the CPU at a test size); prints a table")
     parser.add_argument("--eager-only", action="store_true", help="--suite without the "
                         "compiled rows")
+    parser.add_argument("--schedules", action="store_true", help="--suite with rows for each "
+                        "penalty schedule (the style model, eager, batch 4)")
     parser.add_argument("--profile", action="store_true",
                         help="add a kernel-time profile by class (in --suite: the eager style "
                              "model at batch 4)")
@@ -667,6 +690,8 @@ def main(argv: list[str] | None = None) -> None:
         emit(report, args.out)
         return
     cfg = compose_config(args)
+    if args.task == "trainer":
+        device = resolve_device(cfg.trainer.device)
     if args.task == "regen":
         with torch.inference_mode():
             result = bench_regen(cfg, device, args.steps, args.warmup)

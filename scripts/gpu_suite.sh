@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The GPU speed suite in one command, about 6 minutes on one H100 or H200 (docs/speed.md):
+#   scripts/gpu_suite.sh [OUT_DIR]          (default checkpoints/gpu-suite)
+# 1. scripts/bench.py --suite gpu: the pix2pixHD reference step, the baseline and the style model
+#    at 512 px, bf16, channels_last, eager and compiled, batch 4 and 16, with a kernel profile of
+#    the eager style model and a row per penalty schedule; table in OUT_DIR/suite.log.
+# 2. The trainer's own loop at 512 px on synthetic faces (loader wait against step time) and the
+#    loader alone with 4 and 12 workers; the loop at 128 px, batch 16.
+# 3. Four 64 px trainings at once against one alone: how well one GPU is shared by small runs.
+# Synthetic data is made in the background while the suite runs (low priority, few workers).
+set -uo pipefail
+out=${1:-checkpoints/gpu-suite}
+py=${PYTHON:-python}
+data="$out/data"
+mkdir -p "$out" "$data"
+log() { printf '\n== %s (%s)\n' "$*" "$(date +%T)" | tee -a "$out/progress.log"; }
+
+make_data() {  # raw faces at the photo size, prepared at each size
+  local root=$1 num=$2 size=$3; shift 3
+  "$py" -m faceregen data synth --out "$root/synthetic/CelebAMask-HQ" --num "$num" \
+    --size "$size" --workers 3 || return
+  for prepared in "$@"; do
+    "$py" -m faceregen data prepare --root "$root/synthetic/CelebAMask-HQ" \
+      --out "$root/synthetic/prepared-$prepared" --size "$prepared" --workers 3 || return
+  done
+}
+(renice -n 19 "$BASHPID" > /dev/null; make_data "$data/s512" 400 512 512
+ make_data "$data/s128" 2000 128 128 64) > "$out/data.log" 2>&1 &
+data_job=$!
+
+log "suite"
+timeout 420 "$py" scripts/bench.py --suite gpu --device cuda --precision bf16 --channels-last \
+  --steps 16 --warmup 4 --profile --schedules --out "$out/suite.json" \
+  2> >(grep -v "randomly initialised VGG19" | tee "$out/suite.log" >&2) > /dev/null
+wait "$data_job"
+
+s512=(data=synthetic data.size=512 data.synth_size=512 data.synth_num=400 "paths.data=$data/s512")
+log "trainer loop, 512 px, batch 4, 8 loader workers"
+"$py" scripts/bench.py --task trainer --steps 60 --warmup 10 +experiment=celebamask "${s512[@]}" \
+  data.num_workers=8 logger.enabled=false --out "$out/trainer-512.json" | tail -n 25
+for workers in 4 12; do
+  log "loader alone, 512 px, batch 4, $workers workers"
+  "$py" scripts/bench.py --task data --workers "$workers" --steps 100 --warmup 10 "${s512[@]}" \
+    data.batch_size=4 --out "$out/loader-512-w$workers.json" | tail -n 6
+done
+log "trainer loop, 128 px, batch 16"
+"$py" scripts/bench.py --task trainer --steps 150 --warmup 20 trainer=gpu data.size=128 \
+  data.batch_size=16 "paths.data=$data/s128" logger.enabled=false \
+  --out "$out/trainer-128.json" | tail -n 25
+
+train64=(trainer.device=cuda trainer.max_steps=300 trainer.max_minutes=null logger.enabled=false
+         "paths.data=$data/s128")
+milliseconds() { echo $(( $(date +%s%N) / 1000000 )); }
+log "one 64 px training, 300 steps"
+start=$(milliseconds)
+"$py" -m faceregen train "hydra.run.dir=$out/alone" "${train64[@]}" > "$out/alone.log" 2>&1
+echo "alone: $(( $(milliseconds) - start )) ms" | tee -a "$out/progress.log"
+log "four 64 px trainings at once, 300 steps each"
+start=$(milliseconds)
+for seed in 0 1 2 3; do
+  "$py" -m faceregen train "hydra.run.dir=$out/shared$seed" "${train64[@]}" \
+    "trainer.seed=$seed" > "$out/shared$seed.log" 2>&1 &
+done
+wait
+echo "four at once: $(( $(milliseconds) - start )) ms" | tee -a "$out/progress.log"
+log "done"
