@@ -29,8 +29,8 @@ make_data() {  # raw faces at the photo size, prepared at each size
 data_job=$!
 
 log "suite"
-timeout 420 "$py" scripts/bench.py --suite gpu --device cuda --precision bf16 --channels-last \
-  --steps 16 --warmup 4 --profile --schedules --out "$out/suite.json" \
+timeout "${SUITE_SECONDS:-420}" "$py" scripts/bench.py --suite gpu --device cuda --precision bf16 \
+  --channels-last --steps 16 --warmup 3 --profile --schedules --out "$out/suite.json" \
   2> >(grep -v "randomly initialised VGG19" | tee "$out/suite.log" >&2) > /dev/null
 wait "$data_job"
 
