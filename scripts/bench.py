@@ -29,7 +29,7 @@ import json
 import platform
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -371,8 +371,10 @@ SUITE = (
     ("style model, compiled", "faceregen", "celebamask", True, 4, []),
     ("style model, compiled", "faceregen", "celebamask", True, 16, []),
 )
-# --schedules: what the penalty costs, the style model eager at batch 4 under each schedule.
-SCHEDULE_ROWS = (
+# --variants: the style model eager at batch 4 under each penalty schedule (what the penalty
+# costs), and with the discriminator run once over fakes and reals concatenated (the form
+# before the two-pass step, for an A/B on the same machine).
+VARIANT_ROWS = (
     ("style model, WGAN-GP every 4th", "faceregen", "celebamask", False, 4, ["loss.gp_every=4"]),
     ("style model, WGAN-GP every 16th", "faceregen", "celebamask", False, 4,
      ["loss.gp_every=16"]),
@@ -381,6 +383,7 @@ SCHEDULE_ROWS = (
     ("style model, WGAN-GP every step in bf16", "faceregen", "celebamask", False, 4,
      ["loss.gp_every=1", "loss.gp_precision=autocast"]),
     ("style model, no penalty", "faceregen", "celebamask", False, 4, ["loss.lambda_gp=0"]),
+    ("style model, one concatenated D pass", "one-pass", "celebamask", False, 4, []),
 )
 # --suite tiny: the same rows on the CPU at a test size, batch 16 read as 4.
 TINY_SUITE_OVERRIDES = ["model/size=tiny", "data.size=32", "model.generator.ngf=8",
@@ -393,13 +396,15 @@ def run_suite(args: argparse.Namespace) -> dict:
     gpu = args.suite == "gpu"
     device = torch.device(args.device if gpu else "cpu")
     precision = args.precision if gpu else "32"
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    peak = bf16_peak_tflops(name)
     rows = []
     reference = None
-    schedules = SCHEDULE_ROWS if args.schedules else ()
-    suite = ([row for row in SUITE if not row[3]] + list(schedules)
+    variants = VARIANT_ROWS if args.variants else ()
+    suite = ([row for row in SUITE if not row[3]] + list(variants)
              + [row for row in SUITE if row[3]])  # compiling takes longest: last
     for label, step_kind, experiment, compiled, batch, row_overrides in suite:
-        if compiled and args.eager_only:
+        if (compiled and args.eager_only) or (args.batch and batch != args.batch):
             continue
         overrides = [f"+experiment={experiment}", *([] if gpu else TINY_SUITE_OVERRIDES),
                      *args.overrides, *row_overrides]
@@ -408,10 +413,10 @@ def run_suite(args: argparse.Namespace) -> dict:
             cfg = compose(config_name="train", overrides=[
                 "loss.vgg.weights=random", f"data.batch_size={batch}", *overrides])
         profile = args.profile and label == "style model" and batch == (4 if gpu else 2)
-        result = bench(cfg, device, precision, gpu and args.channels_last, args.steps,
-                       args.warmup, step_kind, compiled, phases=False, profile=profile)
-        name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-        peak = bf16_peak_tflops(name)
+        with concatenated_discriminator_pass(step_kind == "one-pass"):
+            result = bench(cfg, device, precision, gpu and args.channels_last, args.steps,
+                           args.warmup, "faceregen" if step_kind == "one-pass" else step_kind,
+                           compiled, phases=False, profile=profile)
         reference = reference or result["img_per_s"]
         row = {"row": label, "batch": batch, "experiment": experiment, "compiled": compiled,
                "overrides": row_overrides,
@@ -423,15 +428,40 @@ def run_suite(args: argparse.Namespace) -> dict:
         rows.append(row)
         print(suite_table([row], name, precision, peak, header=not rows[:-1]), file=sys.stderr,
               flush=True)
+        if "profile" in row:
+            print(f"\n{row['row']}, batch {row['batch']}:\n{profile_table(row['profile'])}\n",
+                  file=sys.stderr, flush=True)
+        if args.out is not None:  # so far, in case the run is cut short
+            emit_file({"partial": True, "device_name": name, "rows": rows}, args.out)
         torch._dynamo.reset()
         if device.type == "cuda":
             torch.cuda.empty_cache()
     print("\n" + suite_table(rows, name, precision, peak), file=sys.stderr)
-    for row in rows:
-        if "profile" in row:
-            print(f"\n{row['row']}, batch {row['batch']}:\n{profile_table(row['profile'])}",
-                  file=sys.stderr)
     return {"device_name": name, "bf16_peak_tflops": peak, "rows": rows}
+
+
+@contextmanager
+def concatenated_discriminator_pass(enabled: bool):
+    """The step with the discriminator run once over fakes and reals concatenated, as before
+    the two-pass form; for an A/B on one machine (the gradients are the same)."""
+    if not enabled:
+        yield
+        return
+    from faceregen.train import step as step_module
+
+    def discriminate_concatenated(discriminator, label_onehot, fake, real):
+        n = fake.shape[0]
+        preds = discriminator(torch.cat([torch.cat([label_onehot, fake], 1),
+                                         torch.cat([label_onehot, real], 1)], 0))
+        return ([[f[:n] for f in scale] for scale in preds],
+                [[f[n:] for f in scale] for scale in preds])
+
+    two_pass = step_module.discriminate
+    step_module.discriminate = discriminate_concatenated
+    try:
+        yield
+    finally:
+        step_module.discriminate = two_pass
 
 
 def suite_table(rows: list[dict], device_name: str, precision: str, peak: float | None,
@@ -644,8 +674,9 @@ def main(argv: list[str] | None = None) -> None:
                              "(the same rows on the CPU at a test size); prints a table")
     parser.add_argument("--eager-only", action="store_true", help="--suite without the "
                         "compiled rows")
-    parser.add_argument("--schedules", action="store_true", help="--suite with rows for each "
-                        "penalty schedule (the style model, eager, batch 4)")
+    parser.add_argument("--variants", action="store_true", help="--suite with VARIANT_ROWS: "
+                        "each penalty schedule and the one-pass discriminator (style model, "
+                        "eager, batch 4)")
     parser.add_argument("--profile", action="store_true",
                         help="add a kernel-time profile by class (in --suite: the eager style "
                              "model at batch 4)")
@@ -734,11 +765,14 @@ def main(argv: list[str] | None = None) -> None:
 
 def emit(report: dict, out: Path | None) -> None:
     """The report as JSON on stdout and, with ``out``, in that file."""
-    text = json.dumps(report, indent=2) + "\n"
-    sys.stdout.write(text)
+    sys.stdout.write(json.dumps(report, indent=2) + "\n")
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
+        emit_file(report, out)
+
+
+def emit_file(report: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ data_job=$!
 
 log "suite"
 timeout "${SUITE_SECONDS:-420}" "$py" scripts/bench.py --suite gpu --device cuda --precision bf16 \
-  --channels-last --steps 16 --warmup 3 --profile --schedules --out "$out/suite.json" \
+  --channels-last --steps 16 --warmup 3 --profile --variants --out "$out/suite.json" \
   2> >(grep -v "randomly initialised VGG19" | tee "$out/suite.log" >&2) > /dev/null
 wait "$data_job"
 
