@@ -380,8 +380,6 @@ VARIANT_ROWS = (
      ["loss.gp_every=16"]),
     ("style model, R1 every 16th", "faceregen", "celebamask", False, 4,
      ["loss.gp_mode=r1", "loss.gp_every=16"]),
-    ("style model, WGAN-GP every step in bf16", "faceregen", "celebamask", False, 4,
-     ["loss.gp_every=1", "loss.gp_precision=autocast"]),
     ("style model, no penalty", "faceregen", "celebamask", False, 4, ["loss.lambda_gp=0"]),
     ("style model, one concatenated D pass", "one-pass", "celebamask", False, 4, []),
 )

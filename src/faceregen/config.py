@@ -130,9 +130,6 @@ class LossConfig:
     # report's; its strength grows with the patch count) or their mean (one average patch).
     gp_reduction: str = "sum"
     gp_every: int = MISSING
-    # float32: the penalty's passes outside autocast (second-order gradients are the part of
-    # the step most exposed to rounding); autocast: in the step's precision (bf16 on a GPU).
-    gp_precision: str = "float32"
     vgg: VGGConfig = field(default_factory=VGGConfig)
 
 
@@ -194,7 +191,6 @@ def train_choices() -> dict[str, tuple[str, ...]]:
     from faceregen.losses import (
         GAN_MODES,
         GP_MODES,
-        GP_PRECISIONS,
         GP_REDUCTIONS,
         SCALE_REDUCTIONS,
         VGG_INPUTS,
@@ -204,7 +200,6 @@ def train_choices() -> dict[str, tuple[str, ...]]:
 
     return {"loss.gan_mode": GAN_MODES, "loss.adv_scale_reduction": SCALE_REDUCTIONS,
             "loss.gp_mode": GP_MODES, "loss.gp_reduction": GP_REDUCTIONS,
-            "loss.gp_precision": GP_PRECISIONS,
             "loss.vgg.input": VGG_INPUTS, "model.generator.upsample": UPSAMPLE_MODES,
             "model.generator.decoder_norm": DECODER_NORMS,
             "model.style_encoder.sft_mode": SFTLayer.MODES}

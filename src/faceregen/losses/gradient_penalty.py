@@ -7,8 +7,6 @@ import torch
 GP_MODES = ("wgan-gp", "r1")
 # How a scale's patch logits become the per-sample scalar whose gradient is penalised.
 GP_REDUCTIONS = ("sum", "mean")
-# The precision of the penalty's passes: float32 always, or whatever autocast the step runs in.
-GP_PRECISIONS = ("float32", "autocast")
 
 
 def gradient_penalty(discriminator, real_image: torch.Tensor, fake_image: torch.Tensor | None,
@@ -28,9 +26,9 @@ def gradient_penalty(discriminator, real_image: torch.Tensor, fake_image: torch.
 
     The per-scale penalties are **averaged** over the scales, so lambda_gp means the same for
     any num_D. The graph is kept (create_graph) so that the penalty trains the discriminator.
-    The label channels get no gradient penalty: they are the condition, not the sample. The
-    trainer runs it outside autocast unless ``loss.gp_precision=autocast``; the double backward
-    is fragile in float16.
+    The label channels get no gradient penalty: they are the condition, not the sample. Run it
+    outside autocast: in bf16 the discriminator's gradients move by several percent, and on an
+    H200 it was no faster (docs/speed.md).
     """
     if mode not in GP_MODES:
         raise ValueError(f"gradient penalty mode must be one of {GP_MODES}, got {mode!r}")
