@@ -86,13 +86,19 @@ def train_and_score(name: str, seed: int, args: argparse.Namespace) -> dict:
          f"trainer.device={args.device}", "logger.enabled=false",
          *variant_overrides(name, args.train_overrides)], run_dir / "run.log")
     minutes = (time.monotonic() - started) / 60
-    metrics = run_dir / "eval" / "metrics.json"
-    if not metrics.is_file():
+    if scored(name, seed, args.out) is None:
         run([*faceregen, "eval", f"ckpt={run_dir}/checkpoints/last.pt",
              f"hydra.run.dir={run_dir}/eval", f"device={args.device}"], run_dir / "run.log")
+    return {**scored(name, seed, args.out), "train_minutes": minutes}
+
+
+def scored(name: str, seed: int, out: Path) -> dict | None:
+    """The scores of a run that was trained and evaluated, else None."""
+    metrics = out / name / f"seed{seed}" / "eval" / "metrics.json"
+    if not metrics.is_file():
+        return None
     result = json.loads(metrics.read_text())
-    return {"variant": name, "seed": seed, "train_minutes": minutes,
-            "protocols": result["rows"]["model"]["protocols"]}
+    return {"variant": name, "seed": seed, "protocols": result["rows"]["model"]["protocols"]}
 
 
 def summary_table(results: list[dict], names: list[str]) -> str:
@@ -125,6 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--jobs", type=int, default=1, help="training runs at once")
     parser.add_argument("--list", action="store_true", help="print the variants and exit")
+    parser.add_argument("--table-only", action="store_true",
+                        help="train nothing: the table of the runs already scored")
     argv = sys.argv[1:] if argv is None else argv
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
@@ -135,9 +143,13 @@ def main(argv: list[str] | None = None) -> None:
         return
     for name in args.variants:
         variant_overrides(name, [])
-    # The first run makes the dataset and the first eval trains the evaluators: do one alone.
     jobs = [(name, seed) for seed in args.seeds for name in args.variants]
     env_threads = os.environ.get("OMP_NUM_THREADS")
+    if args.table_only:
+        results = [scored(name, seed, args.out) for name, seed in jobs]
+        print(summary_table([r for r in results if r], args.variants))
+        return
+    # The first run makes the dataset and the first eval trains the evaluators: do one alone.
     results = [train_and_score(*jobs[0], args)]
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         results += list(pool.map(lambda job: train_and_score(*job, args), jobs[1:]))
