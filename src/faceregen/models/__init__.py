@@ -49,6 +49,13 @@ def build_networks(model_cfg) -> Networks:
     style_encoder = None
     if encoder_cfg is not None:
         style_encoder = _instantiate(encoder_cfg)(num_style_params=generator.num_style_params)
+        if style_encoder.regional != generator.regional:
+            kinds = {True: "regional", False: "global"}
+            raise FaceregenError(
+                f"model.generator is a {kinds[generator.regional]} generator but "
+                f"model.style_encoder a {kinds[style_encoder.regional]} encoder: use "
+                "RegionalGenerator with RegionalStyleEncoder (model=style_regional), or "
+                "GlobalGenerator with StyleEncoder")
     discriminator = _instantiate(model_cfg.discriminator)
     return Networks(generator=generator, style_encoder=style_encoder, discriminator=discriminator)
 

@@ -1,0 +1,135 @@
+"""The regional style model (model=style_regional): its networks, region pooling, fallback to
+the global style, training augmentation and training run."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from faceregen.errors import FaceregenError
+from faceregen.models import build_networks, generate
+from faceregen.models.networks.encoder import RegionalStyleEncoder, region_average
+from faceregen.models.networks.generator import GlobalGenerator, RegionalGenerator
+
+LABELS = 19
+OPTIONS = {"decoder_norm": "instance", "block_second_shift": True}
+
+
+def label_maps(batch: int, size: int, seed: int = 0, block: int = 4) -> torch.Tensor:
+    """One-hot label maps constant on block x block tiles, [B, 19, size, size]."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.randint(0, LABELS, (batch, size // block, size // block), generator=g)
+    onehot = F.one_hot(coarse, LABELS).permute(0, 3, 1, 2).float()
+    return F.interpolate(onehot, size=(size, size), mode="nearest")
+
+
+def photos(batch: int, size: int, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, 3, size, size, generator=g) * 2 - 1
+
+
+def networks(decoder_norm: str = "instance", seed: int = 0):
+    torch.manual_seed(seed)
+    generator = RegionalGenerator(LABELS, 3, ngf=8, n_downsample=2, n_blocks=2, use_style=True,
+                                  upsample="resize", decoder_norm=decoder_norm,
+                                  block_second_shift=True)
+    encoder = RegionalStyleEncoder(LABELS, 3, generator.num_style_params, "plus_one", True)
+    # The offsets start near zero; make them matter so that the properties are not trivial.
+    with torch.no_grad():
+        encoder.region_head.weight.normal_(0, 0.5)
+        encoder.region_bias.normal_(0, 0.5)
+    return generator.eval(), encoder.eval()
+
+
+def test_region_pooling_is_the_masked_mean_of_the_features_at_full_resolution():
+    torch.manual_seed(0)
+    label = label_maps(2, 32, seed=3, block=2)  # classes cut through the 4x4 feature pixels
+    features = torch.randn(2, 5, 8, 8)
+    means, present = region_average(features, label)
+    full = features.repeat_interleave(4, dim=2).repeat_interleave(4, dim=3)
+    for b in range(2):
+        for k in range(LABELS):
+            mask = label[b, k] > 0
+            assert bool(present[b, k]) == bool(mask.any())
+            if mask.any():
+                expected = full[b][:, mask].mean(dim=1)
+                torch.testing.assert_close(means[b, k], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_encoder_rows_global_then_one_per_class_and_absent_classes_fall_back():
+    generator, encoder = networks()
+    label = label_maps(2, 32)
+    label[:, 13] = 0  # no hair anywhere: class 13 moves to background
+    label[:, 0] = 1 - label[:, 1:].sum(1)
+    with torch.no_grad():
+        style = encoder(photos(2, 32), label)
+    assert style.shape == (2, 1 + LABELS, generator.num_style_params)
+    torch.testing.assert_close(style[:, 1 + 13], style[:, 0])  # absent: the global style
+    present = [k for k in range(LABELS) if bool(label[0, k].any())]
+    assert all(not torch.allclose(style[0, 1 + k], style[0, 0]) for k in present)
+    # row 0 is exactly the global encoder's output (the parent's forward)
+    with torch.no_grad():
+        torch.testing.assert_close(style[:, 0], super(RegionalStyleEncoder, encoder).forward(
+            photos(2, 32), label))
+
+
+@pytest.mark.parametrize("decoder_norm", ["instance", "adain"])
+def test_rows_all_equal_to_the_global_style_give_the_global_generator(decoder_norm):
+    regional, encoder = networks(decoder_norm)
+    plain = GlobalGenerator(LABELS, 3, ngf=8, n_downsample=2, n_blocks=2, use_style=True,
+                            upsample="resize", decoder_norm=decoder_norm,
+                            block_second_shift=True).eval()
+    plain.load_state_dict(regional.state_dict())
+    label = label_maps(2, 32)
+    with torch.no_grad():
+        global_style = encoder(photos(2, 32), label)[:, 0]
+        rows = global_style[:, None].expand(-1, 1 + LABELS, -1)
+        torch.testing.assert_close(regional(label, rows), plain(label, global_style),
+                                   rtol=1e-4, atol=1e-5)
+
+
+def test_each_bottleneck_pixel_is_modulated_with_the_style_of_its_class():
+    generator, encoder = networks()
+    label = torch.zeros(1, LABELS, 32, 32)
+    label[:, 1, :, :16] = 1   # skin on the left half
+    label[:, 13, :, 16:] = 1  # hair on the right half
+    seen = {}
+    generator.blocks[0].norm1.register_forward_hook(
+        lambda module, inputs, output: seen.update(mean=inputs[1], std=inputs[2]))
+    with torch.no_grad():
+        style = encoder(photos(1, 32), label)
+        generator(label, style)
+    channels = generator.blocks[0].channels
+    mean_rows, std_rows = style[0, :, :channels], 1 + style[0, :, channels:2 * channels]
+    for column, k in ((0, 1), (3, 1), (4, 13), (7, 13)):  # the 8x8 bottleneck's columns
+        torch.testing.assert_close(seen["mean"][0, :, 2, column], mean_rows[1 + k])
+        torch.testing.assert_close(seen["std"][0, :, 2, column], std_rows[1 + k])
+
+
+def test_the_regional_generator_refuses_a_global_style_vector():
+    generator, encoder = networks()
+    with pytest.raises(FaceregenError, match="per-region styles"):
+        generator(label_maps(1, 32), torch.zeros(1, generator.num_style_params))
+
+
+def test_style_regional_config_builds_the_regional_pair_and_the_global_model_is_unchanged(
+        tiny_cfg):
+    nets = build_networks(tiny_cfg("model=style_regional").model)
+    assert isinstance(nets.generator, RegionalGenerator)
+    assert isinstance(nets.style_encoder, RegionalStyleEncoder)
+    label = label_maps(2, 32)
+    out = generate(nets.generator, nets.style_encoder, label, photos(2, 32), label)
+    assert out.shape == (2, 3, 32, 32)
+    glob = tiny_cfg().model
+    assert glob.generator._target_.endswith(".GlobalGenerator")
+    assert glob.style_encoder._target_.endswith(".StyleEncoder")
+    assert tiny_cfg().data.region_recolor == 0
+    assert tiny_cfg("model=style_regional").data.region_recolor == 0.5
+
+
+def test_a_regional_encoder_with_a_global_generator_is_refused(tiny_cfg):
+    cfg = tiny_cfg("model.style_encoder._target_="
+                   "faceregen.models.networks.encoder.RegionalStyleEncoder")
+    with pytest.raises(FaceregenError, match="RegionalGenerator with RegionalStyleEncoder"):
+        build_networks(cfg.model)
