@@ -133,3 +133,75 @@ def test_a_regional_encoder_with_a_global_generator_is_refused(tiny_cfg):
                    "faceregen.models.networks.encoder.RegionalStyleEncoder")
     with pytest.raises(FaceregenError, match="RegionalGenerator with RegionalStyleEncoder"):
         build_networks(cfg.model)
+
+
+# --- training: the region recolouring augmentation and a few steps ------------------------------
+
+@pytest.fixture(scope="module")
+def train_data(tmp_path_factory, tiny_cfg):
+    from faceregen.data import ensure_dataset
+
+    data_dir = tmp_path_factory.mktemp("regional-train-data")
+    ensure_dataset(tiny_cfg(data_dir=data_dir).data)
+    return data_dir
+
+
+def prepared_root(tiny_cfg, train_data):
+    from faceregen.data import ensure_dataset
+
+    return ensure_dataset(tiny_cfg(data_dir=train_data).data)
+
+
+def test_recolouring_moves_the_region_to_the_donor_colour_and_keeps_the_rest(tiny_cfg,
+                                                                              train_data):
+    import numpy as np
+
+    from faceregen.data import FaceDataset
+    from faceregen.data.region_recolor import RegionRecolor
+    from faceregen.labels import LABEL_NAMES
+
+    faces = FaceDataset(prepared_root(tiny_cfg, train_data), "train", raw=True)
+    hair = LABEL_NAMES.index("hair")
+    recolored = RegionRecolor(faces, 1.0, ["hair"], seed=0)
+    key = next((position, 123) for position in range(len(faces))
+               if bool((faces[position]["label"] == hair).any()))
+    plain, item = faces[key], recolored[key]
+    mask = (item["label"] == hair).numpy()
+    outside = ~mask
+    assert torch.equal(item["image"][:, outside], plain["image"][:, outside])
+    assert item["ref_image"] is item["image"]  # its own reference gets the same pixels
+    # the donor is the face the same draw picks; its hair statistics are what the region has now
+    rng = np.random.default_rng([0, 123])
+    rng.random()
+    donor = int(rng.integers(len(faces) - 1))
+    donor += donor >= key[0]
+    mean, std = recolored.donor_statistics(donor, hair)
+    got = item["image"].numpy().astype(np.float64)[:, mask].T
+    assert np.abs(got.mean(0) - mean).max() < 2.0
+    assert not torch.equal(item["image"][:, mask], plain["image"][:, mask])
+    assert torch.equal(recolored[key]["image"], item["image"])  # the key decides every draw
+
+
+def test_a_few_steps_of_the_regional_model_train_and_resume_exactly(tiny_cfg, train_data,
+                                                                     tmp_path):
+    from faceregen.checkpoint import load_checkpoint
+    from faceregen.regen import load_regenerator
+    from faceregen.train.trainer import train
+
+    overrides = ["model=style_regional", "data.region_recolor=1.0"]
+    summary = train(tiny_cfg(*overrides, data_dir=train_data), tmp_path / "straight")
+    assert summary["step"] == 4
+    middle = tmp_path / "straight" / "checkpoints" / "step_000002.pt"
+    resumed = train(tiny_cfg(*overrides, f"trainer.resume={middle}", data_dir=train_data),
+                    tmp_path / "resumed")
+    assert resumed["step"] == 4
+    straight = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
+    again = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")
+    for network in ("generator", "style_encoder", "discriminator"):
+        for key, value in straight[network].items():
+            torch.testing.assert_close(again[network][key], value, rtol=0, atol=0)
+    assert "region_bias" in straight["style_encoder"]
+    regen = load_regenerator(tmp_path / "straight" / "checkpoints" / "last.pt")
+    assert regen.style_encoder.regional
+    label = torch.randint(0, 19, (2, 32, 32))
+    assert regen(label, torch.rand(2, 3, 32, 32) * 2 - 1, label).shape == (2, 3, 32, 32)
