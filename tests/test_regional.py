@@ -74,6 +74,24 @@ def test_encoder_rows_global_then_one_per_class_and_absent_classes_fall_back():
             photos(2, 32), label))
 
 
+def test_a_region_row_reads_only_its_own_region_of_the_reference():
+    """Changing the reference's photo far from its hair leaves the hair row as it was (the
+    global style changes): a row carries its region's look and nothing else."""
+    generator, encoder = networks()
+    label = torch.zeros(1, LABELS, 64, 64)
+    label[:, 0] = 1
+    label[:, 0, :16, :16], label[:, 13, :16, :16] = 0, 1      # hair, top left
+    label[:, 0, 48:, 48:], label[:, 18, 48:, 48:] = 0, 1      # cloth, bottom right
+    photo = photos(1, 64)
+    changed = photo.clone()
+    changed[:, :, 48:, 48:] = -photo[:, :, 48:, 48:]
+    with torch.no_grad():
+        before, after = encoder(photo, label), encoder(changed, label)
+    torch.testing.assert_close(after[:, 1 + 13], before[:, 1 + 13])
+    assert not torch.allclose(after[:, 1 + 18], before[:, 1 + 18])
+    assert not torch.allclose(after[:, 0], before[:, 0])
+
+
 @pytest.mark.parametrize("decoder_norm", ["instance", "adain"])
 def test_rows_all_equal_to_the_global_style_give_the_global_generator(decoder_norm):
     regional, encoder = networks(decoder_norm)

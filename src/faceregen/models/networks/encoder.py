@@ -144,12 +144,14 @@ class RegionalStyleEncoder(StyleEncoder):
     """:class:`StyleEncoder` plus one style vector per label class of the reference.
 
     Output [B, 1 + K, num_style_params]: row 0 is the global style (the report's path, exactly
-    the parent's output); row 1 + k is the style of class k, the global style plus an offset
-    predicted from the reference's features averaged over its class-k pixels
-    (:func:`region_average` of the 1/4 features after a 3x3 conv), or the global style itself
-    when the reference shows no class-k pixel. The offset head is one linear map shared by all
-    classes plus a learned per-class bias; both start at zero scale (head N(0, 0.02), bias 0), so
-    training starts from the global model.
+    the parent's output); row 1 + k is the style of class k, predicted from the reference's
+    features averaged over its class-k pixels only (:func:`region_average` of the 1/4 features
+    after a 3x3 conv), or the global style when the reference shows no class-k pixel. A row
+    holds nothing of the other regions, so a region's look can only come from its own row,
+    which is what mixing references per region needs (a row built on the global style would
+    carry every region's colours and leave the generator free to read them anywhere). The head
+    is one linear map shared by all classes plus a learned per-class bias, N(0, 0.02) and 0 at
+    the start (AdaIN near instance norm, as the global head starts).
     """
 
     regional = True
@@ -168,7 +170,7 @@ class RegionalStyleEncoder(StyleEncoder):
     def forward(self, ref_image: torch.Tensor, ref_label_onehot: torch.Tensor) -> torch.Tensor:
         global_style, quarter = self.encode(ref_image, ref_label_onehot)
         means, present = region_average(self.region_features(quarter), ref_label_onehot)
-        offsets = self.region_head(means) + self.region_bias
-        offsets = offsets * present[..., None].to(offsets.dtype)
-        regions = global_style[:, None] + offsets
+        codes = self.region_head(means) + self.region_bias
+        regions = torch.where(present[..., None], codes.to(global_style.dtype),
+                              global_style[:, None])
         return torch.cat([global_style[:, None], regions], dim=1)
