@@ -134,11 +134,14 @@ def test_pairs_file_with_region_references_matches_single_runs(regional_ckpt, fa
               str(tmp_path / "out"), "--ckpt", str(regional_ckpt), "--device", "cpu",
               "--batch-size", "2"])
     assert "wrote 2 face(s)" in capsys.readouterr().out
-    np.testing.assert_array_equal(
-        np.asarray(Image.open(tmp_path / "out" / "a_mask_a_regen.png")), single)
     alone = regen(regional_ckpt, tmp_path / "b_alone.png", b[1], b)
-    np.testing.assert_array_equal(
-        np.asarray(Image.open(tmp_path / "out" / "b_mask_b_regen.png")), alone)
+    for name, expected in (("a_mask_a_regen.png", single), ("b_mask_b_regen.png", alone)):
+        # a batch of two rounds differently from a batch of one: a value may move by one level
+        difference = np.abs(np.asarray(Image.open(tmp_path / "out" / name)).astype(int)
+                            - expected.astype(int))
+        assert difference.max() <= 1 and (difference > 0).mean() < 0.01, name
+    a_alone = regen(regional_ckpt, tmp_path / "a_alone.png", a[1], a).astype(int)
+    assert (np.abs(a_alone - single.astype(int)) > 1).any()  # the region column was used
 
 
 def test_the_export_of_a_regional_model_takes_region_references(regional_ckpt, faces,
