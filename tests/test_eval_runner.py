@@ -201,7 +201,7 @@ def test_eval_end_to_end_with_baseline_and_auto_trained_evaluators(eval_data, tm
     assert all(ref != i for i, ref in enumerate(swap))
     for row in ("model", "baseline"):
         protocols = saved["rows"][row]["protocols"]
-        assert set(protocols) == {"reconstruction", "mask_swap"}
+        assert set(protocols) == {"reconstruction", "mask_swap", "region_mixing"}
         recon = protocols["reconstruction"]
         assert recon["n_images"] == 4
         assert "fid" not in recon and isinstance(recon["fid_random_weights"], float)
@@ -225,6 +225,7 @@ def test_eval_end_to_end_with_baseline_and_auto_trained_evaluators(eval_data, tm
     gt_colors = gt["region_color_by_protocol"]
     assert gt_colors["reconstruction"]["region_color_error"] == 0  # each photo vs itself
     assert gt_colors["mask_swap"]["region_color_error"] > 1  # two different faces
+    assert gt_colors["region_mixing"]["mixed_region_color_error"] > 1
     table = (run / "table.md").read_text()
     assert "| baseline |" in table and "| model |" in table and "| GT |" in table
     assert "region colour error (CIELAB)" in table
@@ -261,3 +262,64 @@ def test_data_root_override_must_be_prepared(eval_data, tmp_path, eval_config):
     with pytest.raises(FaceregenError, match="not a prepared dataset"):
         runner.evaluate(eval_config(f"data_root={tmp_path}"), tmp_path / "run",
                         progress=False)
+
+
+# --- region mixing ----------------------------------------------------------------------------
+
+def test_region_mixing_pairing_is_seeded_and_avoids_the_label_and_its_reference():
+    references = passes.swap_pairing(9, seed=0)
+    chosen = passes.region_mixing_pairing(references, seed=3)
+    assert chosen == passes.region_mixing_pairing(references, seed=3)
+    assert chosen != passes.region_mixing_pairing(references, seed=4)
+    assert set(chosen) == set(scoring.MIXED_REGIONS)
+    for j, ref in enumerate(references):
+        picks = [chosen[name][j] for name in scoring.MIXED_REGIONS]
+        assert len(set(picks)) == 3 and j not in picks and ref not in picks
+    with pytest.raises(FaceregenError, match="at least 3"):
+        passes.region_mixing_pairing([1, 0], seed=0)
+
+
+def test_mixed_reference_colours_take_each_mixed_region_from_its_own_reference():
+    means = torch.arange(4 * 5 * 3, dtype=torch.float64).reshape(4, 5, 3)
+    counts = torch.arange(1, 21).reshape(4, 5)
+    regions = list(scoring.COLOR_REGIONS)
+    hair, skin = regions.index("hair"), regions.index("skin")
+    mixed_means, mixed_counts = scoring.mixed_reference_colors(
+        (means[[0, 0]], counts[[0, 0]]),
+        {"hair": (means[[1, 2]], counts[[1, 2]]), "skin": (means[[3, 3]], counts[[3, 3]])})
+    assert torch.equal(mixed_means[:, hair], means[[1, 2], hair])
+    assert torch.equal(mixed_counts[:, skin], counts[[3, 3], skin])
+    others = [i for i in range(5) if i not in (hair, skin)]
+    assert torch.equal(mixed_means[:, others], means[[0, 0]][:, others])
+
+
+def test_region_mixing_regional_model_against_the_global_one(eval_data, tmp_path, tiny_cfg,
+                                                            tiny_eval_cfg):
+    """The global model ignores the region references: its images, hence its segmentation, are
+    mask swap's. The regional model takes them: its images change."""
+    regional = tiny_checkpoint(tmp_path / "regional.pt",
+                               tiny_cfg("model=style_regional", f"data.root={eval_data['root']}"))
+    state = torch.load(regional, weights_only=False)
+    for key in ("style_encoder", "style_encoder_ema"):  # offsets that matter
+        state[key]["region_bias"].normal_(0, 0.5, generator=torch.Generator().manual_seed(0))
+    save_checkpoint(state, regional)
+    cfg = tiny_eval_cfg(f"ckpt={regional}", f"baseline_ckpt={eval_data['model']}",
+                        "max_images=6", "num_examples=2")
+    result = runner.evaluate(cfg, tmp_path / "run", progress=False)
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    pairing = saved["region_mixing_pairing"]
+    assert pairing["global_references"] == saved["swap_pairing"]["references"]
+    assert set(pairing["region_references"]) == {"hair", "skin", "cloth"}
+    for row in ("model", "baseline"):
+        mixing = result["rows"][row]["protocols"]["region_mixing"]
+        assert mixing["n_images"] == 6 and "psnr" not in mixing
+        assert isinstance(mixing["mixed_region_color_error"], float)
+    glob = result["rows"]["baseline"]["protocols"]
+    assert glob["region_mixing"]["segmentation_pixel_accuracy"] == \
+        glob["mask_swap"]["segmentation_pixel_accuracy"]
+    regional_rows = result["rows"]["model"]["protocols"]
+    assert regional_rows["region_mixing"]["parser_feature_distance"] != \
+        regional_rows["mask_swap"]["parser_feature_distance"]
+    table = (tmp_path / "run" / "table.md").read_text()
+    assert "### Region mixing" in table and "mixed-region colour error (CIELAB)" in table
+    assert (tmp_path / "run" / "examples.png").is_file()

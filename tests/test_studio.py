@@ -430,3 +430,65 @@ def test_bench_times_the_http_round_trip(capsys):
     assert report["task"] == "studio" and report["requests"] == 3
     assert 0 < report["min_s"] <= report["median_s"] <= report["p90_s"] <= report["max_s"]
     assert report["answer_shape"] == [32, 32, 3] and report["upload_bytes"] > 0
+
+
+# --- per-region references (a regional model) ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def regional_studio(tmp_path_factory, tiny_cfg, tiny_checkpoint, synthetic_dataset):
+    ckpt = tiny_checkpoint(tmp_path_factory.mktemp("studio-regional") / "last.pt",
+                           tiny_cfg("model=style_regional", f"data.root={synthetic_dataset.root}"))
+    return load_studio(ckpt, "cpu", exact=True)
+
+
+def test_health_says_whether_the_model_takes_region_references(client, regional_studio):
+    assert client.get("/api/health").json()["supports_regions"] is False
+    with TestClient(create_app(regional_studio)) as regional_client:
+        health = regional_client.get("/api/health").json()
+    assert health["supports_regions"] is True and health["max_region_references"] == 3
+    assert health["model"] == "style_regional"
+
+
+def test_region_references_answer_what_regen_computes(regional_studio):
+    from faceregen.regen.generate import fit_region_reference, generate_prepared, prepare_pair
+
+    faces = list(regional_studio.gallery.faces.values())[:3]
+    main, hair_face, skin_face = ({"label": f.label, "photo": f.photo} for f in faces)
+    hair, skin = LABEL_NAMES.index("hair"), LABEL_NAMES.index("skin")
+    with TestClient(create_app(regional_studio)) as regional_client:
+        plain = regen_face(regional_client, main)
+        response = regen_face(regional_client, main,
+                              region_ref_1=png(hair_face["photo"]), region_ref_1_regions="hair",
+                              region_ref_1_mask=png(hair_face["label"]),
+                              region_ref_2=png(skin_face["photo"]),
+                              region_ref_2_regions="skin,nose",
+                              region_ref_2_mask=png(skin_face["label"]))
+    assert response.status_code == 200, response.text
+    regenerator = regional_studio.regenerator
+    pair = prepare_pair(main["label"], main["photo"], main["label"], regenerator.size)
+    pair.region_references = [
+        fit_region_reference((hair,), hair_face["photo"], hair_face["label"], regenerator.size,
+                             "hair", "hair mask"),
+        fit_region_reference((skin, LABEL_NAMES.index("nose")), skin_face["photo"],
+                             skin_face["label"], regenerator.size, "skin", "skin mask")]
+    expected = generate_prepared(regenerator, [pair])[0]
+    np.testing.assert_array_equal(decode(response.content), expected)
+    assert not np.array_equal(decode(response.content), decode(plain.content))
+
+
+def test_region_reference_mistakes_are_4xx(client, face, regional_studio):
+    assert_error(regen_face(client, face, region_ref_1=png(face["photo"]),
+                            region_ref_1_regions="hair"),
+                 400, "region_ref_1", "model=style_regional")
+    with TestClient(create_app(regional_studio)) as regional_client:
+        assert_error(regen_face(regional_client, face, region_ref_1=png(face["photo"]),
+                                region_ref_1_regions="hiar", region_ref_1_mask=png(face["label"])),
+                     400, "hiar", "unknown region")
+        assert_error(regen_face(regional_client, face, region_ref_1=png(face["photo"])),
+                     400, "region_ref_1_regions")
+        assert_error(regen_face(regional_client, face, region_ref_1=png(face["photo"]),
+                                region_ref_1_regions="hair", region_ref_1_mask=png(face["label"]),
+                                region_ref_2=png(face["photo"]), region_ref_2_regions="hair",
+                                region_ref_2_mask=png(face["label"])),
+                     400, "hair", "already")
+        assert regen_face(regional_client, face).status_code == 200

@@ -220,3 +220,38 @@ def test_no_gallery_and_the_baseline_without_a_reference(browser, tmp_path, tiny
         assert set(np.unique(painted)) == {0, 1}
         np.testing.assert_array_equal(studio.last_mask, painted)
         page.close()
+
+
+def test_region_pickers_only_for_a_regional_model_and_they_change_the_face(
+        browser, page, tmp_path, tiny_cfg, tiny_checkpoint, synthetic_dataset):
+    from faceregen.labels import LABEL_NAMES
+    from faceregen.regen.generate import fit_region_reference, generate_prepared, prepare_pair
+
+    assert page.locator("#regions-section").is_hidden()  # the global style model
+    ckpt = tiny_checkpoint(tmp_path / "last.pt", tiny_cfg(
+        "model=style_regional", f"data.root={synthetic_dataset.root}"))
+    studio = load_studio(ckpt, "cpu", exact=True)
+    main, donor = list(studio.gallery.faces.values())[:2]
+    Image.fromarray(donor.photo).save(tmp_path / "donor.png")
+    Image.fromarray(donor.label).save(tmp_path / "donor_mask.png")
+    with background_server(studio) as url:
+        regional_page = browser.new_page()
+        regional_page.goto(url + "/")
+        wait_for_faces(regional_page, 1)
+        assert regional_page.locator("#regions-section").is_visible()
+        rows = regional_page.locator(".region-ref")
+        assert rows.count() == 3
+        assert rows.nth(0).locator(".region-names").input_value() == "hair"
+        before = shown_face(regional_page)
+        inputs = rows.nth(0).locator("input[type=file]")
+        inputs.nth(0).set_input_files(str(tmp_path / "donor.png"))  # no parser: waits for
+        inputs.nth(1).set_input_files(str(tmp_path / "donor_mask.png"))  # the mask
+        wait_for_faces(regional_page, 2)
+        after = shown_face(regional_page)
+        regional_page.close()
+    regenerator = studio.regenerator
+    pair = prepare_pair(main.label, main.photo, main.label, regenerator.size)
+    pair.region_references = [fit_region_reference(
+        (LABEL_NAMES.index("hair"),), donor.photo, donor.label, regenerator.size, "d", "dm")]
+    np.testing.assert_array_equal(after, generate_prepared(regenerator, [pair])[0])
+    assert not np.array_equal(after, before)

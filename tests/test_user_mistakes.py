@@ -73,6 +73,8 @@ def test_a_bad_override_is_one_error_line_with_hydras_text_under_it(override, na
     ("trainer.max_steps=-1", "trainer.max_steps"),             # used to "finish" at step 0
     ("trainer.max_minutes=0", "trainer.max_minutes"),
     ("loss.lambda_vgg=-1", "loss.lambda_vgg"),
+    ("data.region_recolor=-0.5", "data.region_recolor"),
+    ("data.region_recolor=1.5", "data.region_recolor"),
 ])
 def test_numbers_out_of_range_are_refused_before_any_work(override, name, capsys, tmp_path):
     expect_error(["train", override], capsys, name)
@@ -87,6 +89,7 @@ def test_numbers_out_of_range_are_refused_before_any_work(override, name, capsys
     ("loss.gan_mode=wgan", "loss.gan_mode"),
     ("model.generator.decoder_norm=batch", "model.generator.decoder_norm"),
     ("model.style_encoder.sft_mode=plus", "model.style_encoder.sft_mode"),
+    ("data.region_recolor_regions=[hiar]", "data.region_recolor_regions"),
 ])
 def test_unknown_choices_are_refused_before_any_work(override, name, capsys, tmp_path):
     expect_error(["train", override], capsys, name)

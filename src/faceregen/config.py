@@ -20,7 +20,7 @@ from typing import Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from faceregen.labels import NUM_CLASSES
+from faceregen.labels import LABEL_NAMES, NUM_CLASSES
 
 
 def config_dir() -> Path:
@@ -53,6 +53,15 @@ class DataConfig:
     crop: bool = False
     crop_scale: list[float] = field(default_factory=lambda: [0.8, 1.0])
     reference: str = "same"
+    # Region recolouring (model=style_regional sets 0.5): each region of region_recolor_regions
+    # is, with this probability, recoloured in the photo and its reference alike to the colour
+    # statistics of the same region of another training face. A per-region style is then the only
+    # source of that region's colour, so the model learns to take it from the region's own code,
+    # which is what mixing references per region asks at test time; the target stays consistent
+    # with the reference (swapping a region's code without it would teach the model to ignore
+    # the code). 0 turns it off.
+    region_recolor: float = 0.0
+    region_recolor_regions: list[str] = field(default_factory=lambda: ["hair", "skin", "cloth"])
 
 
 @dataclass
@@ -176,6 +185,7 @@ TRAIN_MINIMUMS = {
     "data.size": (1, "the image size"),
     "data.batch_size": (1, "images per step and process"),
     "data.num_workers": (0, "loader processes"),
+    "data.region_recolor": (0, "the probability of recolouring a region"),
     "trainer.max_steps": (1, "training steps"),
     "trainer.log_every": (1, "steps between log lines"),
     "trainer.sample_every": (1, "steps between sample grids"),
@@ -222,6 +232,13 @@ def check_train_settings(cfg) -> None:
     max_minutes = OmegaConf.select(cfg, "trainer.max_minutes")
     if max_minutes is not None and max_minutes <= 0:
         raise FaceregenError(f"trainer.max_minutes={max_minutes}: must be positive, or null")
+    if (OmegaConf.select(cfg, "data.region_recolor") or 0) > 1:
+        raise FaceregenError(f"data.region_recolor={cfg.data.region_recolor}: a probability, "
+                             "must be at most 1")
+    for name in OmegaConf.select(cfg, "data.region_recolor_regions") or []:
+        if name not in LABEL_NAMES:
+            raise FaceregenError(f"data.region_recolor_regions: unknown region {name!r}; valid "
+                                 f"names: {', '.join(LABEL_NAMES)}")
     ema_decay = OmegaConf.select(cfg, "trainer.ema_decay")
     if ema_decay is not None and not 0 <= ema_decay < 1:
         raise FaceregenError(f"trainer.ema_decay={ema_decay}: must be in [0, 1)")

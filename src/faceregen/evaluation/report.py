@@ -14,11 +14,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
+from faceregen.evaluation.scoring import MIXED_REGIONS
 from faceregen.images import image_grid, to_hwc
 from faceregen.utils import atomic_path
 
 METRICS_FORMAT = "faceregen-eval-v1"
-PROTOCOLS = ("reconstruction", "mask_swap")
+PROTOCOLS = ("reconstruction", "mask_swap", "region_mixing")
 
 
 def json_ready(value: Any) -> Any:
@@ -57,6 +58,14 @@ TABLE_COLUMNS = (
     ("PSNR (dB)", "psnr", False, 2),
     ("SSIM", "ssim", False, 4),
 )
+# Region mixing has no target photo (no PSNR, SSIM) and adds the mixed regions' colour error.
+MIXING_COLUMNS = TABLE_COLUMNS[:-2] + (
+    ("mixed-region colour error (CIELAB)", "mixed_region_color_error", False, 2),)
+PROTOCOL_TITLES = {
+    "reconstruction": "Reconstruction (label k + reference k vs photo k)",
+    "mask_swap": "Mask swap (label j + reference perm[j], the report's Table 1)",
+    "region_mixing": "Region mixing (label j + reference perm[j], hair, skin and cloth each "
+                     "from a reference of their own)"}
 
 
 def markdown_table(result: dict[str, Any]) -> str:
@@ -64,23 +73,22 @@ def markdown_table(result: dict[str, Any]) -> str:
     random_fid = result["fid"]["kind"] == "random_weights"
     lines = []
     for protocol in PROTOCOLS:
-        title = {"reconstruction": "Reconstruction (label k + reference k vs photo k)",
-                 "mask_swap": "Mask swap (label j + reference perm[j], the report's Table 1)"}
-        lines += [f"### {title[protocol]}", ""]
+        columns = MIXING_COLUMNS if protocol == "region_mixing" else TABLE_COLUMNS
+        lines += [f"### {PROTOCOL_TITLES[protocol]}", ""]
         headers = ["row"] + [
             ("FID (random weights; tests only)" if random_fid and key == "fid" else header)
-            for header, key, _, _ in TABLE_COLUMNS]
+            for header, key, _, _ in columns]
         lines += ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
         for row in ("baseline", "model", "gt"):
             if row not in result["rows"]:
                 continue
             scores = result["rows"][row]["protocols"]["real" if row == "gt" else protocol]
             cells = [{"gt": "GT", "model": "model", "baseline": "baseline"}[row]]
-            for _, key, percent, digits in TABLE_COLUMNS:
+            for _, key, percent, digits in columns:
                 if key == "fid":
                     key = "fid_random_weights" if random_fid else "fid"
                 value = scores.get(key)
-                if row == "gt" and key == "region_color_error":  # GT: per protocol's pairs
+                if row == "gt" and key in ("region_color_error", "mixed_region_color_error"):
                     value = scores.get("region_color_by_protocol", {}).get(protocol, {}).get(key)
                 cells.append(format_cell(value, percent, digits))
             lines.append("| " + " | ".join(cells) + " |")
@@ -92,12 +100,15 @@ def markdown_table(result: dict[str, Any]) -> str:
                  "photos ('-' when gt_reference is null); its region colour error compares "
                  "each real photo with the protocol's real reference photo (0 in "
                  "reconstruction; in mask swap, what a model that ignored the reference would "
-                 "score).")
+                 "score; in region mixing, each mixed region against its own reference). "
+                 "Region mixing: a model with one style per reference (the baseline, the "
+                 "global style model) ignores the region references.")
     return "\n".join(lines) + "\n"
 
 
 def example_grid(sections: dict[str, dict[str, dict[str, torch.Tensor]]]) -> Image.Image:
-    """Rows: examples of each protocol; columns: mask | reference | model | [baseline] | target.
+    """Rows: examples of each protocol; columns: mask | reference | [region references] |
+    model | [baseline] | target.
 
     ``sections[protocol][row]`` holds the examples kept by ``generated_pass``; each protocol
     is its own grid, so a double gutter separates them.
@@ -108,7 +119,9 @@ def example_grid(sections: dict[str, dict[str, dict[str, torch.Tensor]]]) -> Ima
     for protocol in PROTOCOLS:
         model = sections[protocol]["model"]
         baseline = sections[protocol].get("baseline")
-        columns = [model["ref_image"], model["generated"]]
+        region_columns = [model[f"{name}_image"] for name in MIXED_REGIONS
+                          if f"{name}_image" in model]
+        columns = [model["ref_image"], *region_columns, model["generated"]]
         if baseline is not None:
             columns.append(baseline["generated"])
         columns.append(model["target"])
@@ -117,11 +130,14 @@ def example_grid(sections: dict[str, dict[str, dict[str, torch.Tensor]]]) -> Ima
                 for i, label in enumerate(model["label"])]
         if rows:
             grids.append(image_grid(rows))
+    width = max(grid.shape[1] for grid in grids)  # region mixing has more columns
+    grids = [np.pad(grid, ((0, 0), (0, width - grid.shape[1]), (0, 0)), constant_values=255)
+             for grid in grids]
     return Image.fromarray(np.concatenate(grids, axis=0))
 
 
 COMMAND_KEYS = ("ckpt", "baseline_ckpt", "data_root", "split", "device", "batch_size",
-                "max_images", "swap_seed", "gt_reference", "fid.weights", "fid.path",
+                "max_images", "swap_seed", "mixing_seed", "gt_reference", "fid.weights", "fid.path",
                 "evaluators.auto_train")
 
 

@@ -5,7 +5,10 @@ evaluators on real test photos). Generated rows run two protocols:
 
 - reconstruction: label_k + reference k -> compared with photo k (PSNR, SSIM, L1 as well);
 - mask_swap: label_j + reference perm[j], perm a seeded derangement (no face is its own
-  reference).
+  reference);
+- region_mixing: mask swap's pairs, and for each of hair, skin and cloth a reference of its own
+  (seeded, ``mixing_seed``); a regional model takes those regions' styles from them, a global
+  one ignores them, and each region's colour is scored against its own reference.
 
 Each protocol reports attribute accuracy (expected geometry attributes from the label's face,
 appearance attributes from the reference's), the parser's pixel accuracy and mean IoU against
@@ -33,10 +36,16 @@ from faceregen.evaluation.passes import (
     generated_pass,
     real_statistics,
     reference_distances,
+    region_mixing_pairing,
     swap_pairing,
 )
 from faceregen.evaluation.report import METRICS_FORMAT, PROTOCOLS, command_line, write_outputs
-from faceregen.evaluation.scoring import AttributeGroups, paired_region_colors
+from faceregen.evaluation.scoring import (
+    AttributeGroups,
+    mixed_region_color_summary,
+    paired_mixed_region_colors,
+    paired_region_colors,
+)
 from faceregen.evaluation.statistics import fid_space, parser_space
 from faceregen.evaluation.train_evaluators import open_split, train_from_settings
 from faceregen.utils import make_dirs, resolve_device
@@ -157,21 +166,31 @@ def evaluate(cfg: DictConfig, run_dir: Path, progress: bool = True) -> dict[str,
             gt_scores.update(reference_distances(reference_faces, str(cfg.gt_reference), ctx,
                                                  data_root, size, use_cache, real_stats))
 
-    pairings = {"reconstruction": list(range(len(faces))),
-                "mask_swap": swap_pairing(len(faces), int(cfg.swap_seed))}
+    swap = swap_pairing(len(faces), int(cfg.swap_seed))
+    pairings = {"reconstruction": list(range(len(faces))), "mask_swap": swap,
+                "region_mixing": swap}
+    region_references = {"region_mixing": region_mixing_pairing(
+        swap, int(cfg.get("mixing_seed", 0)))}
     # GT region colours: each real photo against the protocol's real reference photo (0 in
-    # reconstruction; in mask swap the colour gap of two faces, what ignoring the reference costs)
+    # reconstruction; in mask swap the colour gap of two faces, what ignoring the reference costs;
+    # in region mixing each mixed region against its own reference)
     colors = gt_acc.region_colors()
     gt_scores["region_color_by_protocol"] = {
-        protocol: paired_region_colors(*colors, pairings[protocol]) for protocol in PROTOCOLS}
+        protocol: (paired_mixed_region_colors(*colors, pairings[protocol],
+                                              region_references[protocol])
+                   if protocol in region_references
+                   else paired_region_colors(*colors, pairings[protocol]))
+        for protocol in PROTOCOLS}
     rows: dict[str, Any] = {}
     sections: dict[str, dict[str, Any]] = {protocol: {} for protocol in PROTOCOLS}
     for name, (path, regen) in models.items():
         protocols = {}
         for protocol in PROTOCOLS:
-            acc, examples = generated_pass(regen, ProtocolPairs(faces, pairings[protocol]), ctx,
-                                           f"{name}: {protocol}")
+            pairs = ProtocolPairs(faces, pairings[protocol], region_references.get(protocol))
+            acc, examples = generated_pass(regen, pairs, ctx, f"{name}: {protocol}")
             protocols[protocol] = acc.result(real_stats)
+            if protocol in region_references:
+                protocols[protocol].update(mixed_region_color_summary(protocols[protocol]))
             sections[protocol][name] = examples
         rows[name] = {"checkpoint": path, "step": regen.step,
                       "model_name": str(regen.config.model.get("name", "")),
@@ -190,6 +209,9 @@ def evaluate(cfg: DictConfig, run_dir: Path, progress: bool = True) -> dict[str,
                              "appearance": list(cfg.evaluators.appearance_attributes)},
         "swap_pairing": {"seed": int(cfg.swap_seed), "method": "uniform derangement",
                          "references": pairings["mask_swap"]},
+        "region_mixing_pairing": {"seed": int(cfg.get("mixing_seed", 0)),
+                                  "global_references": pairings["region_mixing"],
+                                  "region_references": region_references["region_mixing"]},
         "fid": {"kind": "random_weights" if fid_space_.key == "fid_random_weights"
                 else "pytorch_fid",
                 "status": "unavailable" if fid_space_.unavailable_reason else "ok",

@@ -25,6 +25,15 @@ COLOR_REGIONS: dict[str, tuple[str, ...]] = {
 COLOR_REGION_CLASSES = [tuple(LABEL_NAMES.index(name) for name in classes)
                         for classes in COLOR_REGIONS.values()]
 
+# The region-mixing protocol: the regions that each take their own reference, the label classes
+# whose style that reference gives (skin with the skin-coloured parts), and the appearance
+# attributes it decides. Each is scored on its COLOR_REGIONS entry of the same name.
+MIXED_REGIONS: dict[str, tuple[str, ...]] = {
+    "hair": ("hair",), "skin": ("skin", "nose", "l_ear", "r_ear", "neck"), "cloth": ("cloth",)}
+MIXED_REGION_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "hair": ("Black_Hair", "Blond_Hair", "Brown_Hair", "Gray_Hair"),
+    "skin": ("Pale_Skin", "Rosy_Cheeks"), "cloth": ()}
+
 
 @dataclass
 class AttributeGroups:
@@ -84,15 +93,19 @@ class ProtocolAccumulator:
     @torch.no_grad()
     def update(self, images: torch.Tensor, label: torch.Tensor, expected: torch.Tensor,
                evaluators: dict[str, Evaluator], target: torch.Tensor | None = None,
-               ref_image: torch.Tensor | None = None, ref_label: torch.Tensor | None = None
-               ) -> None:
+               ref_image: torch.Tensor | None = None, ref_label: torch.Tensor | None = None,
+               ref_colors: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
         """images, target, ref_image: [B,3,H,W] in [-1,1] on the evaluators' device; label,
         ref_label: [B,H,W]. The region colours of ``images`` are taken inside ``label``'s
-        regions, the reference's inside ``ref_label``'s."""
+        regions, the reference's inside ``ref_label``'s; ``ref_colors`` (means, counts as
+        `metrics.region_mean_lab` gives them) replaces the reference's when each region has its
+        own reference (:func:`mixed_reference_colors`)."""
         self.n += images.shape[0]
         self.colors.append(metrics.region_mean_lab(to_unit_range(images), label,
                                                    COLOR_REGION_CLASSES))
-        if ref_image is not None and ref_label is not None:
+        if ref_colors is not None:
+            self.ref_colors.append(ref_colors)
+        elif ref_image is not None and ref_label is not None:
             self.ref_colors.append(metrics.region_mean_lab(to_unit_range(ref_image), ref_label,
                                                            COLOR_REGION_CLASSES))
         prediction = evaluators["parser"].network(images).argmax(1)
@@ -177,6 +190,44 @@ def paired_region_colors(means: torch.Tensor, counts: torch.Tensor, references: 
     index = torch.tensor(references, dtype=torch.long)
     return region_color_summary(metrics.region_color_distance(means, counts, means[index],
                                                               counts[index]))
+
+
+def mixed_reference_colors(ref_colors: tuple[torch.Tensor, torch.Tensor],
+                           region_colors: dict[str, tuple[torch.Tensor, torch.Tensor]]
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference colours of the region-mixing protocol: the global reference's CIELAB means
+    and counts [N, R(, 3)], with the column of each mixed region taken from that region's own
+    reference (``region_colors[name]``, the same layout)."""
+    means, counts = ref_colors[0].clone(), ref_colors[1].clone()
+    for name, (region_means, region_counts) in region_colors.items():
+        index = list(COLOR_REGIONS).index(name)
+        means[:, index] = region_means[:, index]
+        counts[:, index] = region_counts[:, index]
+    return means, counts
+
+
+def mixed_region_color_summary(scores: dict[str, Any]) -> dict[str, Any]:
+    """``mixed_region_color_error``: the mean of the mixed regions' colour errors, each against
+    its own reference (None when no mixed region had a scored pair)."""
+    per_region = scores.get("region_color_error_per_region") or {}
+    values = [per_region[name] for name in MIXED_REGIONS if per_region.get(name) is not None]
+    return {"mixed_region_color_error": sum(values) / len(values) if values else None}
+
+
+def paired_mixed_region_colors(means: torch.Tensor, counts: torch.Tensor,
+                               references: list[int], region_references: dict[str, list[int]]
+                               ) -> dict[str, Any]:
+    """The GT row of the region-mixing protocol: real photo j against the global reference's
+    colours, with each mixed region against its own reference (what ignoring them costs)."""
+    def pick(indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.tensor(indices, dtype=torch.long)
+        return means[index], counts[index]
+
+    ref_means, ref_counts = mixed_reference_colors(
+        pick(references), {name: pick(indices) for name, indices in region_references.items()})
+    summary = region_color_summary(metrics.region_color_distance(means, counts, ref_means,
+                                                                 ref_counts))
+    return {**summary, **mixed_region_color_summary(summary)}
 
 
 def varying_attributes(expected: torch.Tensor) -> torch.Tensor:

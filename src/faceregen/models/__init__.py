@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -49,6 +49,13 @@ def build_networks(model_cfg) -> Networks:
     style_encoder = None
     if encoder_cfg is not None:
         style_encoder = _instantiate(encoder_cfg)(num_style_params=generator.num_style_params)
+        if style_encoder.regional != generator.regional:
+            kinds = {True: "regional", False: "global"}
+            raise FaceregenError(
+                f"model.generator is a {kinds[generator.regional]} generator but "
+                f"model.style_encoder a {kinds[style_encoder.regional]} encoder: use "
+                "RegionalGenerator with RegionalStyleEncoder (model=style_regional), or "
+                "GlobalGenerator with StyleEncoder")
     discriminator = _instantiate(model_cfg.discriminator)
     return Networks(generator=generator, style_encoder=style_encoder, discriminator=discriminator)
 
@@ -85,3 +92,24 @@ def generate(generator: nn.Module, style_encoder: nn.Module | None, label_onehot
                 "its label map")
         style = style_encoder(ref_image, ref_label_onehot)
     return generator(label_onehot, style)
+
+
+def classes_present(label: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """bool [B, K]: which classes of ``label`` (long [B, H, W]) have at least one pixel."""
+    counts = torch.stack([(label == k).flatten(1).sum(1) for k in range(num_classes)], dim=1)
+    return counts > 0
+
+
+def mix_region_styles(style: torch.Tensor, donor_style: torch.Tensor, classes: Sequence[int],
+                      donor_present: torch.Tensor) -> torch.Tensor:
+    """Per-region styles [B, 1 + K, P] with the rows of ``classes`` taken from ``donor_style``.
+
+    A class the donor reference does not show (``donor_present`` [B, K] false) keeps the row of
+    ``style``: the region then looks as the main reference would make it (its own region style,
+    or its global style where it lacks the region too). Row 0, the global style, stays.
+    """
+    mixed = style.clone()
+    for k in classes:
+        take = donor_present[:, k].to(style.device)[:, None]
+        mixed[:, 1 + k] = torch.where(take, donor_style[:, 1 + k], style[:, 1 + k])
+    return mixed

@@ -18,11 +18,15 @@ from typing import Any
 
 from faceregen.errors import FaceregenError
 
-# node of the model config -> (the one class it may name, may it be a partial)
-NETWORK_CLASSES: dict[str, tuple[str, bool]] = {
-    "generator": ("faceregen.models.networks.generator.GlobalGenerator", False),
-    "style_encoder": ("faceregen.models.networks.encoder.StyleEncoder", True),
-    "discriminator": ("faceregen.models.networks.discriminator.MultiScaleDiscriminator", False),
+# node of the model config -> (the classes it may name, may it be a partial); the second class
+# of the generator and the style encoder is the regional variant (model=style_regional)
+NETWORK_CLASSES: dict[str, tuple[tuple[str, ...], bool]] = {
+    "generator": (("faceregen.models.networks.generator.GlobalGenerator",
+                   "faceregen.models.networks.generator.RegionalGenerator"), False),
+    "style_encoder": (("faceregen.models.networks.encoder.StyleEncoder",
+                       "faceregen.models.networks.encoder.RegionalStyleEncoder"), True),
+    "discriminator": (("faceregen.models.networks.discriminator.MultiScaleDiscriminator",),
+                      False),
 }
 # Nodes that may be null: the pix2pixHD baseline has no style encoder.
 OPTIONAL_NODES = ("style_encoder",)
@@ -76,14 +80,15 @@ def check_stored_config(config: Any, source: str) -> None:
         raise FaceregenError(f"{source}: the stored model config lacks {', '.join(missing)}")
 
 
-def _check_network_node(node: Any, where: str, allowed: str, may_be_partial: bool,
-                        source: str) -> None:
+def _check_network_node(node: Any, where: str, allowed_classes: tuple[str, ...],
+                        may_be_partial: bool, source: str) -> None:
     if not isinstance(node, Mapping):
         raise FaceregenError(f"{source}: {where} must be a network node, not {node!r}")
     target = node.get("_target_")
-    if target != allowed:
+    if target not in allowed_classes:
         raise FaceregenError(f"{source}: {where}._target_ is {target!r}; a stored config may "
-                             f"only name {allowed}")
+                             f"only name {' or '.join(allowed_classes)}")
+    allowed = target
     partial = node.get("_partial_", False)
     if partial not in (False, may_be_partial):
         raise FaceregenError(f"{source}: {where}._partial_ must be {may_be_partial}")

@@ -7,6 +7,7 @@ One home for everything `faceregen regen`, `export`, `eval` and the studio need 
 - :mod:`~faceregen.regen.editing`: taking named parts from another label map;
 - :mod:`~faceregen.regen.generate`: batched generation on in-memory arrays;
 - :mod:`~faceregen.regen.references`: reference masks predicted by the face parser;
+- :mod:`~faceregen.regen.regions`: per-region references of a regional model (--region-ref);
 - :mod:`~faceregen.regen.jobs`: single, folder and pairs-file jobs, written atomically;
 - :mod:`~faceregen.regen.cli`: the `faceregen regen` command line.
 
@@ -42,11 +43,19 @@ from faceregen.regen.model import (
     load_regenerator,
 )
 from faceregen.regen.references import ReferenceMasks, parse_photo
+from faceregen.regen.regions import (
+    RegionReference,
+    parse_region_reference,
+    require_regional,
+    supports_regions,
+)
 
 __all__ = [
-    "Placement", "PreparedPair", "ReferenceMasks", "Regenerator", "decode_photo", "edit_label",
+    "Placement", "PreparedPair", "ReferenceMasks", "RegionReference", "Regenerator",
+    "decode_photo", "edit_label",
     "fit_label", "fit_photo", "fit_reference", "generate_prepared", "label_map_from_bytes",
     "load_exported_regenerator", "load_model", "load_regenerator", "parse_parts", "parse_photo",
+    "parse_region_reference", "require_regional", "supports_regions",
     "photo_from_bytes", "photo_to_rgb", "placement_for", "prepare_pair", "read_label_map",
     "read_photo", "reference_style", "regenerate_arrays", "restore_photo",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from faceregen.regen.jobs import (
 )
 from faceregen.regen.model import load_model
 from faceregen.regen.references import ReferenceMasks
+from faceregen.regen.regions import check_disjoint, parse_region_reference, require_regional
 from faceregen.utils import output_folder, remove_stale_temporaries, resolve_device
 
 
@@ -43,6 +45,12 @@ def build_argparser() -> argparse.ArgumentParser:
     single.add_argument("--ref-mask", type=Path,
                         help="the reference's label map; predicted with the face parser if "
                              "omitted")
+    single.add_argument("--region-ref", action="append", default=[], metavar="REGIONS=IMAGE[:MASK]",
+                        help="take the named regions' style from another photo (a model "
+                             "trained with model=style_regional), e.g. hair=b.jpg or "
+                             "skin,nose=c.jpg:c_mask.png; repeatable; the mask is predicted "
+                             "with the face parser if omitted; in folder mode it applies to "
+                             "every face")
     single.add_argument("--out", type=Path,
                         help="output image (default: <mask stem>_regen.png beside the mask)")
     folder = parser.add_argument_group("folder mode")
@@ -50,7 +58,8 @@ def build_argparser() -> argparse.ArgumentParser:
     folder.add_argument("--ref-dir", type=Path, help="folder of references, paired by file stem")
     folder.add_argument("--ref-mask-dir", type=Path, help="folder of reference label maps")
     folder.add_argument("--pairs", type=Path,
-                        help="CSV with header mask,ref[,ref_mask] (paths relative to the CSV), "
+                        help="CSV with header mask,ref[,ref_mask][,region_refs] (paths relative "
+                             "to the CSV; region_refs: --region-ref values separated by ';'), "
                              "instead of --mask-dir/--ref-dir")
     folder.add_argument("--out-dir", type=Path, help="output folder (created if missing)")
     folder.add_argument("--batch-size", type=int, default=8, help="faces per forward pass")
@@ -87,16 +96,20 @@ def main(argv: list[str]) -> None:
     if args.batch_size < 1:
         raise FaceregenError("--batch-size must be at least 1")
     edit = read_edit(args)
+    region_refs = tuple(parse_region_reference(text) for text in args.region_ref)
+    check_disjoint(region_refs)
     device = resolve_device(args.device)
 
     if not folder_mode:
         out = args.out or args.mask.with_name(f"{args.mask.stem}_regen.png")
-        job = Job(args.mask, args.ref, args.ref_mask, out)
-        check_outputs(job, protected_paths([args.mask, args.ref, args.ref_mask, args.edit_from]),
-                      args.compare)
+        job = Job(args.mask, args.ref, args.ref_mask, out, region_refs)
+        check_outputs(job, protected_paths(job.inputs() + [args.edit_from]), args.compare)
         remove_stale_temporaries(out.parent)
         loaded = read_job(job, edit)
-        regenerator = load_model(args.ckpt or find_latest_checkpoint(), device)
+        checkpoint = args.ckpt or find_latest_checkpoint()
+        regenerator = load_model(checkpoint, device)
+        if region_refs:
+            require_regional(regenerator, checkpoint)
         reference_masks = ReferenceMasks(regenerator, args.parser, device)
         pair = prepare_job(loaded, regenerator, reference_masks)
         write_result(loaded, generate_prepared(regenerator, [pair])[0], args.compare)
@@ -114,11 +127,18 @@ def main(argv: list[str]) -> None:
     else:
         jobs, failures = jobs_from_folders(args.mask_dir, args.ref_dir, args.ref_mask_dir,
                                            args.out_dir)
+    if region_refs:
+        jobs = [replace(job, region_refs=job.region_refs + region_refs) for job in jobs]
+        for job in jobs:
+            check_disjoint(job.region_refs)
     protected = protected_paths(
-        [path for job in jobs for path in (job.mask, job.ref, job.ref_mask)] + [args.edit_from],
+        [path for job in jobs for path in job.inputs()] + [args.edit_from],
         [args.mask_dir, args.ref_dir, args.ref_mask_dir])
     output_folder(args.out_dir)
-    regenerator = load_model(args.ckpt or find_latest_checkpoint(), device)
+    checkpoint = args.ckpt or find_latest_checkpoint()
+    regenerator = load_model(checkpoint, device)
+    if any(job.region_refs for job in jobs):
+        require_regional(regenerator, checkpoint)
     reference_masks = ReferenceMasks(regenerator, args.parser, device)
     written, job_failures = run_jobs(jobs, regenerator, reference_masks, edit, args.batch_size,
                                      args.compare, progress=True, protected=protected)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ from faceregen.regen.inputs import (
     restore_photo,
 )
 from faceregen.regen.model import Regenerator
+from faceregen.regen.regions import PreparedRegionReference, mixed_styles
 
 
 @dataclass
@@ -29,6 +30,8 @@ class PreparedPair:
     placement: Placement
     ref_image: np.ndarray | None
     ref_label: np.ndarray | None
+    # classes whose style comes from another photo (a regional model only; see regen.regions)
+    region_references: list[PreparedRegionReference] = field(default_factory=list)
 
 
 def fit_reference(ref_image: np.ndarray, ref_mask: np.ndarray | None, size: int,
@@ -54,6 +57,13 @@ def prepare_pair(mask: np.ndarray, ref_image: np.ndarray | None, ref_mask: np.nd
     return PreparedPair(fit_label(mask, placement), placement, fitted_ref, fitted_ref_label)
 
 
+def fit_region_reference(classes: Sequence[int], image: np.ndarray, mask: np.ndarray | None,
+                         size: int, name: str, mask_name: str) -> PreparedRegionReference:
+    """A region reference's photo and label map letterboxed to size×size."""
+    fitted_image, fitted_label = fit_reference(image, mask, size, name, mask_name)
+    return PreparedRegionReference(tuple(classes), fitted_image, fitted_label)
+
+
 def reference_style(regenerator: Regenerator, ref_image: np.ndarray, ref_mask: np.ndarray,
                     ref_name: str = "the reference",
                     ref_mask_name: str = "the reference mask") -> torch.Tensor | None:
@@ -70,10 +80,18 @@ def generate_prepared(regenerator: Regenerator, pairs: Sequence[PreparedPair],
     """Run one batch through the model; each result is uint8 at its mask's original size.
 
     ``style`` (one reference's, from `reference_style`) stands in for the pairs' references.
+    Pairs with region references (a regional model) get their main reference's per-region
+    styles with the region references' classes mixed in.
     """
     labels = torch.from_numpy(np.stack([pair.label for pair in pairs])).long()
+    if style is None and any(pair.region_references for pair in pairs):
+        if any(pair.ref_image is None for pair in pairs):
+            raise FaceregenError("region references need a main reference too: give --ref")
+        style = mixed_styles(regenerator, from_hwc(np.stack([pair.ref_image for pair in pairs])),
+                             torch.from_numpy(np.stack([pair.ref_label for pair in pairs])).long(),
+                             [pair.region_references for pair in pairs])
     if style is not None:
-        generated = regenerator(labels, style=style.expand(len(pairs), -1))
+        generated = regenerator(labels, style=style.expand(len(pairs), *style.shape[1:]))
     else:
         ref_images = ref_labels = None
         if regenerator.style_encoder is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +17,20 @@ from PIL import Image
 from faceregen.errors import FaceregenError
 from faceregen.labels import PALETTE
 from faceregen.regen.editing import edit_label
-from faceregen.regen.generate import PreparedPair, generate_prepared, prepare_pair
+from faceregen.regen.generate import (
+    PreparedPair,
+    fit_region_reference,
+    generate_prepared,
+    prepare_pair,
+)
 from faceregen.regen.inputs import MASK_SUFFIXES, PHOTO_SUFFIXES, read_label_map, read_photo
 from faceregen.regen.references import ReferenceMasks
+from faceregen.regen.regions import (
+    RegionReference,
+    check_disjoint,
+    parse_region_reference,
+    require_regional,
+)
 from faceregen.utils import atomic_path
 
 
@@ -34,13 +45,13 @@ def write_image(image: np.ndarray, path: Path) -> None:
 
 
 def compare_image(label: np.ndarray, ref_image: np.ndarray | None,
-                  result: np.ndarray) -> np.ndarray:
-    """colour mask | reference | result, all at the mask's height."""
+                  result: np.ndarray, region_images: Sequence[np.ndarray] = ()) -> np.ndarray:
+    """colour mask | reference | [region references] | result, all at the mask's height."""
     height = label.shape[0]
     panels = [PALETTE[label]]
-    if ref_image is not None:
-        width = max(1, round(ref_image.shape[1] * height / ref_image.shape[0]))
-        panels.append(np.asarray(Image.fromarray(ref_image).resize(
+    for photo in ([ref_image] if ref_image is not None else []) + list(region_images):
+        width = max(1, round(photo.shape[1] * height / photo.shape[0]))
+        panels.append(np.asarray(Image.fromarray(photo).resize(
             (width, height), Image.Resampling.LANCZOS)))
     panels.append(result)
     return np.concatenate(panels, axis=1)
@@ -89,6 +100,12 @@ class Job:
     ref: Path | None
     ref_mask: Path | None
     out: Path
+    region_refs: tuple[RegionReference, ...] = ()
+
+    def inputs(self) -> list[Path | None]:
+        """Every file the job reads (outputs must not overwrite any of them)."""
+        return [self.mask, self.ref, self.ref_mask] + [path for region in self.region_refs
+                                                       for path in (region.image, region.mask)]
 
 
 @dataclass
@@ -99,6 +116,9 @@ class LoadedJob:
     label: np.ndarray
     ref_image: np.ndarray | None
     ref_label: np.ndarray | None
+    # each region reference with its photo and label map (None: to be predicted)
+    regions: list[tuple[RegionReference, np.ndarray, np.ndarray | None]] = field(
+        default_factory=list)
 
 
 def read_job(job: Job, edit: tuple[np.ndarray, list[int]] | None) -> LoadedJob:
@@ -108,7 +128,10 @@ def read_job(job: Job, edit: tuple[np.ndarray, list[int]] | None) -> LoadedJob:
         label = edit_label(label, edit[0], edit[1])
     ref_image = read_photo(job.ref) if job.ref is not None else None
     ref_label = read_label_map(job.ref_mask) if job.ref_mask is not None else None
-    return LoadedJob(job, label, ref_image, ref_label)
+    regions = [(region, read_photo(region.image),
+                read_label_map(region.mask) if region.mask is not None else None)
+               for region in job.region_refs]
+    return LoadedJob(job, label, ref_image, ref_label, regions)
 
 
 def prepare_job(loaded: LoadedJob, regenerator, reference_masks: ReferenceMasks) -> PreparedPair:
@@ -124,8 +147,17 @@ def prepare_job(loaded: LoadedJob, regenerator, reference_masks: ReferenceMasks)
     ref_label = loaded.ref_label
     if ref_label is None:
         ref_label = reference_masks.predict(job.ref, loaded.ref_image)
-    return prepare_pair(loaded.label, loaded.ref_image, ref_label, regenerator.size,
+    pair = prepare_pair(loaded.label, loaded.ref_image, ref_label, regenerator.size,
                         str(job.ref), str(job.ref_mask or "the predicted reference mask"))
+    if loaded.regions:
+        require_regional(regenerator, None)
+    for region, image, label in loaded.regions:
+        if label is None:
+            label = reference_masks.predict(region.image, image)
+        pair.region_references.append(fit_region_reference(
+            region.classes, image, label, regenerator.size, str(region.image),
+            str(region.mask or "the predicted mask of " + str(region.image))))
+    return pair
 
 
 def jobs_from_folders(mask_dir: Path, ref_dir: Path | None, ref_mask_dir: Path | None,
@@ -171,7 +203,9 @@ def jobs_from_folders(mask_dir: Path, ref_dir: Path | None, ref_mask_dir: Path |
 
 
 def jobs_from_pairs_file(pairs_path: Path, out_dir: Path) -> list[Job]:
-    """CSV with a header row and columns mask,ref[,ref_mask]; paths relative to the CSV."""
+    """CSV with a header row and columns mask,ref[,ref_mask][,region_refs]; paths relative to
+    the CSV. ``region_refs`` holds `--region-ref` values separated by ';', e.g.
+    ``hair=b.jpg;skin,nose=c.jpg:c_mask.png`` (quoted, since it may hold commas)."""
     if not pairs_path.is_file():
         raise FaceregenError(f"{pairs_path}: pairs file not found")
     try:
@@ -191,7 +225,12 @@ def jobs_from_pairs_file(pairs_path: Path, out_dir: Path) -> list[Job]:
         if mask is None:
             raise FaceregenError(f"{pairs_path}: a row has an empty mask column")
         stem = mask.stem if ref is None or ref.stem == mask.stem else f"{mask.stem}_{ref.stem}"
-        jobs.append(Job(mask, ref, resolve(row.get("ref_mask")), out_dir / f"{stem}_regen.png"))
+        region_refs = tuple(
+            parse_region_reference(spec.strip(), pairs_path.parent, f"{pairs_path}: region_refs")
+            for spec in (row.get("region_refs") or "").split(";") if spec.strip())
+        check_disjoint(region_refs)
+        jobs.append(Job(mask, ref, resolve(row.get("ref_mask")), out_dir / f"{stem}_regen.png",
+                        region_refs))
     return jobs
 
 
@@ -235,5 +274,6 @@ def run_jobs(jobs: Sequence[Job], regenerator, reference_masks: ReferenceMasks, 
 def write_result(loaded: LoadedJob, result: np.ndarray, compare: bool) -> None:
     write_image(result, loaded.job.out)
     if compare:
-        write_image(compare_image(loaded.label, loaded.ref_image, result),
+        write_image(compare_image(loaded.label, loaded.ref_image, result,
+                                  [image for _, image, _ in loaded.regions]),
                     compare_path(loaded.job.out))

@@ -4,7 +4,9 @@
     GET  /api/health                model name, image size, device, classes, limits
     GET  /api/gallery               the gallery faces (ids and their image and mask URLs)
     GET  /api/gallery/{id}/image.png, /api/gallery/{id}/mask.png (an index PNG)
-    POST /api/regen                 multipart mask, ref, [ref_mask], [edit_from, parts] -> PNG
+    POST /api/regen                 multipart mask, ref, [ref_mask], [edit_from, parts],
+                                    [region_ref_<i>, region_ref_<i>_regions,
+                                    region_ref_<i>_mask] for i = 1..3 (a regional model) -> PNG
     POST /api/compare               the same fields -> colour mask | reference | face strip
     POST /api/mask                  multipart mask, [edit_from, parts] -> index PNG
     POST /api/parse                 multipart ref -> its predicted index PNG (face parser)
@@ -31,7 +33,13 @@ from starlette.routing import Route
 
 from faceregen.errors import FaceregenError
 from faceregen.studio.gallery import encode_png
-from faceregen.studio.service import Studio, StudioError, Uploads
+from faceregen.studio.service import (
+    MAX_REGION_REFERENCES,
+    RegionUpload,
+    Studio,
+    StudioError,
+    Uploads,
+)
 
 log = logging.getLogger("faceregen.studio")
 
@@ -103,22 +111,42 @@ async def read_uploads(request: Request, required: tuple[str, ...]) -> Uploads:
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise StudioError("send the fields as multipart/form-data (curl -F mask=@mask.png ...)")
     found: dict[str, bytes | str | None] = dict.fromkeys((*FILE_FIELDS, "parts"))
+    regions = []
     async with request.form(max_files=MAX_FORM_PARTS, max_fields=MAX_FORM_PARTS) as form:
         for name in FILE_FIELDS:
-            value = form.get(name)
-            if value is None:
+            found[name] = await read_file_field(form, name)
+        found["parts"] = read_text_field(form, "parts", "mouth,u_lip,l_lip")
+        for index in range(1, MAX_REGION_REFERENCES + 1):
+            name = f"region_ref_{index}"
+            photo = await read_file_field(form, name)
+            names = read_text_field(form, f"{name}_regions", "hair or skin,nose")
+            if photo is None and names is None:
                 continue
-            if not isinstance(value, UploadFile):
-                raise StudioError(f"{name}: expected a file upload (curl -F {name}=@file.png)")
-            found[name] = await value.read()
-        parts = form.get("parts")
-        if isinstance(parts, UploadFile):
-            raise StudioError("parts: expected text such as mouth,u_lip,l_lip, not a file")
-        found["parts"] = parts if parts else None
+            if photo is None or names is None:
+                raise StudioError(f"{name}: send the photo ({name}) and the regions it gives "
+                                  f"({name}_regions, e.g. hair) together")
+            regions.append(RegionUpload(name, names, photo,
+                                        await read_file_field(form, f"{name}_mask")))
     for name in required:
         if found[name] is None:
             raise StudioError(f"{name}: missing; upload it as a multipart file field")
-    return Uploads(**found)
+    return Uploads(**found, region_refs=tuple(regions))
+
+
+async def read_file_field(form, name: str) -> bytes | None:
+    value = form.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, UploadFile):
+        raise StudioError(f"{name}: expected a file upload (curl -F {name}=@file.png)")
+    return await value.read()
+
+
+def read_text_field(form, name: str, example: str) -> str | None:
+    value = form.get(name)
+    if isinstance(value, UploadFile):
+        raise StudioError(f"{name}: expected text such as {example}, not a file")
+    return value if value else None
 
 
 def studio_of(request: Request) -> Studio:

@@ -24,16 +24,23 @@ from PIL import Image
 from faceregen.errors import FaceregenError
 from faceregen.labels import LABEL_NAMES, PALETTE
 from faceregen.regen.editing import edit_label, parse_parts
-from faceregen.regen.generate import generate_prepared, prepare_pair, reference_style
+from faceregen.regen.generate import (
+    fit_reference,
+    generate_prepared,
+    prepare_pair,
+    reference_style,
+)
 from faceregen.regen.inputs import UPLOAD_FORMATS, label_map_from_bytes, photo_from_bytes
 from faceregen.regen.jobs import compare_image
 from faceregen.regen.model import Regenerator
 from faceregen.regen.references import ReferenceMasks
+from faceregen.regen.regions import parse_region_names, supports_regions
 from faceregen.studio.gallery import Gallery, load_gallery
 
 DEFAULT_MAX_UPLOAD_BYTES = 32 * 1024 * 1024  # one request, all files together
 DEFAULT_MAX_PIXELS = 4096 * 4096  # one image
-REFERENCE_CACHE_SIZE = 4  # references kept decoded, with their style, by upload content
+REFERENCE_CACHE_SIZE = 8  # references kept decoded, with their style, by upload content
+MAX_REGION_REFERENCES = 3  # region_ref_1 .. region_ref_3 (a regional model only)
 
 
 class StudioError(FaceregenError):
@@ -54,11 +61,24 @@ class Limits:
 
 @dataclass
 class Reference:
-    """A decoded reference photo, its label map and its style vector (None: the baseline)."""
+    """A decoded reference photo, its label map and its style vector (None: the baseline),
+    with the classes its fitted label map shows (what a region reference can give)."""
 
     image: np.ndarray
     label: np.ndarray
     style: torch.Tensor | None
+    present: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class RegionUpload:
+    """``region_ref_<i>_regions`` (e.g. "hair" or "skin,nose"), the photo ``region_ref_<i>``
+    and its optional mask ``region_ref_<i>_mask``; ``field`` names it in errors."""
+
+    field: str
+    regions: str
+    photo: bytes
+    mask: bytes | None = None
 
 
 @dataclass
@@ -70,6 +90,7 @@ class Uploads:
     ref_mask: bytes | None = None
     edit_from: bytes | None = None
     parts: str | None = None
+    region_refs: tuple[RegionUpload, ...] = ()
 
 
 def check_image_header(data: bytes, name: str, max_pixels: int) -> None:
@@ -125,6 +146,8 @@ class Studio:
             "device": str(self.regenerator.device),
             "precision": "bf16" if self.bf16 else "fp32",
             "needs_reference": self.needs_reference,
+            "supports_regions": supports_regions(self.regenerator),
+            "max_region_references": MAX_REGION_REFERENCES,
             "parser": self.reference_masks.parser_path.is_file(),
             "classes": [{"id": index, "name": name, "color": "#" + bytes(colour).hex()}
                         for index, (name, colour) in enumerate(zip(LABEL_NAMES, PALETTE))],
@@ -181,7 +204,8 @@ class Studio:
         return torch.autocast(self.regenerator.device.type, dtype=torch.bfloat16,
                               enabled=self.bf16)
 
-    def reference(self, ref: bytes | None, ref_mask: bytes | None) -> Reference:
+    def reference(self, ref: bytes | None, ref_mask: bytes | None, name: str = "ref"
+                  ) -> Reference:
         """A reference photo, its label map (uploaded or predicted) and its style, computed once
         per distinct upload: while the user paints, every stroke sends the same reference."""
         if ref is None:
@@ -192,15 +216,23 @@ class Studio:
         if key in self.references:
             self.references.move_to_end(key)
             return self.references[key]
-        image = self.decode_photo(ref, "ref")
+        image = self.decode_photo(ref, name)
         if ref_mask is not None:
-            label = self.decode_mask(ref_mask, "ref_mask")
+            label = self.decode_mask(ref_mask, f"{name}_mask" if name != "ref" else "ref_mask")
         else:
             label = self.reference_label(image)
+        mask_name = (f"{name}_mask" if name != "ref" else "ref_mask") if ref_mask is not None \
+            else f"the predicted mask of {name}"
         with self.autocast():
-            style = reference_style(self.regenerator, image, label, "ref", "ref_mask"
-                                    if ref_mask is not None else "the predicted ref_mask")
-        self.references[key] = Reference(image, label, style)
+            style = reference_style(self.regenerator, image, label, name, mask_name)
+        present = None
+        if supports_regions(self.regenerator):
+            from faceregen.models import classes_present
+
+            fitted = fit_reference(image, label, self.regenerator.size, name, mask_name)[1]
+            present = classes_present(torch.from_numpy(fitted[None]).long(),
+                                      self.regenerator.label_classes)
+        self.references[key] = Reference(image, label, style, present)
         while len(self.references) > REFERENCE_CACHE_SIZE:
             self.references.popitem(last=False)
         return self.references[key]
@@ -221,10 +253,38 @@ class Studio:
                 reference = self.reference(uploads.ref, uploads.ref_mask)
             pair = prepare_pair(label, None, None, self.regenerator.size)
             style = reference.style if reference is not None else None
+            if uploads.region_refs:
+                style = self.mix_regions(style, uploads.region_refs)
             with self.autocast():
                 face = generate_prepared(self.regenerator, [pair], style)[0]
             self.requests_served += 1
             return face, label, reference
+
+    def mix_regions(self, style: torch.Tensor | None, uploads: tuple[RegionUpload, ...]
+                    ) -> torch.Tensor:
+        """The main reference's per-region styles with each region upload's classes taken
+        from that photo (`faceregen regen --region-ref`); a global model refuses them."""
+        from faceregen.models import mix_region_styles
+
+        first = uploads[0].field
+        if not supports_regions(self.regenerator):
+            raise StudioError(
+                f"{first}: model '{self.regenerator.config.model.get('name', 'unknown')}' has "
+                "one style per reference; per-region references need a model trained with "
+                "model=style_regional")
+        if len(uploads) > MAX_REGION_REFERENCES:
+            raise StudioError(f"{first}: at most {MAX_REGION_REFERENCES} region references")
+        taken: dict[int, str] = {}
+        for upload in uploads:
+            classes = parse_region_names(upload.regions, f"{upload.field}_regions")
+            for k in classes:
+                if k in taken:
+                    raise StudioError(f"{upload.field}_regions: region {LABEL_NAMES[k]} is "
+                                      f"already taken from {taken[k]}")
+                taken[k] = upload.field
+            donor = self.reference(upload.photo, upload.mask, upload.field)
+            style = mix_region_styles(style, donor.style, classes, donor.present)
+        return style
 
     def compare(self, uploads: Uploads) -> np.ndarray:
         """colour mask | reference | face, as `regen --compare` writes it."""

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
 from faceregen.data import FaceDataset
+from faceregen.data.region_recolor import RegionRecolor
 from faceregen.errors import FaceregenError
 from faceregen.train.distributed import DistInfo
 
@@ -22,11 +23,16 @@ def _seed_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
-def training_set(root: Path, dcfg: DictConfig, seed: int) -> FaceDataset:
-    """The train split with the configured augmentation, as raw uint8 items (see FaceDataset)."""
-    return FaceDataset(root, "train", flip=dcfg.flip, crop=dcfg.crop,
-                       crop_scale=tuple(dcfg.crop_scale), reference=dcfg.reference, seed=seed,
-                       raw=True)
+def training_set(root: Path, dcfg: DictConfig, seed: int) -> Dataset:
+    """The train split with the configured augmentation, as raw uint8 items (see FaceDataset),
+    wrapped in :class:`RegionRecolor` when ``data.region_recolor`` is above 0."""
+    faces = FaceDataset(root, "train", flip=dcfg.flip, crop=dcfg.crop,
+                        crop_scale=tuple(dcfg.crop_scale), reference=dcfg.reference, seed=seed,
+                        raw=True)
+    probability = float(dcfg.get("region_recolor") or 0.0)
+    if probability <= 0:
+        return faces
+    return RegionRecolor(faces, probability, list(dcfg.region_recolor_regions), seed)
 
 
 class EpochBatches:

@@ -56,6 +56,8 @@ class StyleEncoder(nn.Module):
     the report, missing from its code).
     """
 
+    regional = False  # one style per reference (RegionalStyleEncoder: one per label class too)
+
     def __init__(self, label_classes: int, image_channels: int, num_style_params: int,
                  sft_mode: str, second_conv_skip: bool):
         super().__init__()
@@ -93,6 +95,12 @@ class StyleEncoder(nn.Module):
                 init_weights(sft)
 
     def forward(self, ref_image: torch.Tensor, ref_label_onehot: torch.Tensor) -> torch.Tensor:
+        return self.encode(ref_image, ref_label_onehot)[0]
+
+    def encode(self, ref_image: torch.Tensor, ref_label_onehot: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The style vector [B, num_style_params] and the 64-channel features at 1/4 (after
+        SFT1 and the skip), which :class:`RegionalStyleEncoder` pools per region."""
         height, width = ref_image.shape[-2:]
         if min(height, width) < MIN_SIZE:
             raise FaceregenError(
@@ -110,6 +118,59 @@ class StyleEncoder(nn.Module):
         h = self.sft1(self.image_third_conv(second), cond1)
         if self.skip_projection is not None:
             h = h + self.skip_projection(F.adaptive_avg_pool2d(second, h.shape[-2:]))
+        quarter = h
         h = self.sft2(self.image_down(h), cond2)
         pooled = h.mean(dim=(2, 3), keepdim=True)
-        return self.head(pooled).flatten(1)
+        return self.head(pooled).flatten(1), quarter
+
+
+def region_average(features: torch.Tensor, label_onehot: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean feature of every label class (SEAN's region-wise average pooling).
+
+    ``features`` [B, C, h, w] at a lower resolution than ``label_onehot`` [B, K, H, W]; each
+    feature pixel weighs by the fraction of its H/h x W/w footprint that the class covers
+    (area downsampling of the one-hot map), so a class of a single full-size pixel still counts.
+    When h divides H this is exactly the masked mean at full resolution of the features upsampled
+    by repetition. Returns means [B, K, C] (0 for absent classes) and presence [B, K] (bool).
+    """
+    weights = F.adaptive_avg_pool2d(label_onehot.to(features.dtype), features.shape[-2:])
+    area = weights.sum(dim=(2, 3))                                        # [B, K]
+    sums = torch.einsum("bkhw,bchw->bkc", weights, features)
+    return sums / area.clamp_min(1e-12)[..., None], area > 0
+
+
+class RegionalStyleEncoder(StyleEncoder):
+    """:class:`StyleEncoder` plus one style vector per label class of the reference.
+
+    Output [B, 1 + K, num_style_params]: row 0 is the global style (the report's path, exactly
+    the parent's output); row 1 + k is the style of class k, predicted from the reference's
+    features averaged over its class-k pixels only (:func:`region_average` of the 1/4 features
+    after a 3x3 conv), or the global style when the reference shows no class-k pixel. A row
+    holds nothing of the other regions, so a region's look can only come from its own row,
+    which is what mixing references per region needs (a row built on the global style would
+    carry every region's colours and leave the generator free to read them anywhere). The head
+    is one linear map shared by all classes plus a learned per-class bias, N(0, 0.02) and 0 at
+    the start (AdaIN near instance norm, as the global head starts).
+    """
+
+    regional = True
+
+    def __init__(self, label_classes: int, image_channels: int, num_style_params: int,
+                 sft_mode: str, second_conv_skip: bool):
+        super().__init__(label_classes, image_channels, num_style_params, sft_mode,
+                         second_conv_skip)
+        self.label_classes = label_classes
+        self.region_features = nn.Sequential(nn.Conv2d(64, 64, 3, padding=1), nn.LeakyReLU(0.2))
+        nn.init.kaiming_normal_(self.region_features[0].weight, a=0.2, nonlinearity="leaky_relu")
+        nn.init.zeros_(self.region_features[0].bias)
+        self.region_head = init_weights(nn.Linear(64, num_style_params))
+        self.region_bias = nn.Parameter(torch.zeros(label_classes, num_style_params))
+
+    def forward(self, ref_image: torch.Tensor, ref_label_onehot: torch.Tensor) -> torch.Tensor:
+        global_style, quarter = self.encode(ref_image, ref_label_onehot)
+        means, present = region_average(self.region_features(quarter), ref_label_onehot)
+        codes = self.region_head(means) + self.region_bias
+        regions = torch.where(present[..., None], codes.to(global_style.dtype),
+                              global_style[:, None])
+        return torch.cat([global_style[:, None], regions], dim=1)

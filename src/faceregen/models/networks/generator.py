@@ -18,11 +18,12 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from faceregen.errors import FaceregenError
 from faceregen.models.networks.init import init_weights
-from faceregen.models.networks.normalization import AdaIN
+from faceregen.models.networks.normalization import AdaIN, SpatialAdaIN
 
 UPSAMPLE_MODES = ("transpose", "resize")
 # The normalisation after the decoder's first upsampling conv, the first one the residual
@@ -105,6 +106,8 @@ class GlobalGenerator(nn.Module):
     drops the blocks' second AdaIN mean (:class:`ResnetBlock`).
     """
 
+    regional = False  # one style per sample (RegionalGenerator: one per label class)
+
     def __init__(self, label_classes: int, out_channels: int, ngf: int, n_downsample: int,
                  n_blocks: int, use_style: bool, upsample: str, decoder_norm: str,
                  block_second_shift: bool):
@@ -164,16 +167,7 @@ class GlobalGenerator(nn.Module):
 
     def forward(self, label_onehot: torch.Tensor, style: torch.Tensor | None = None
                 ) -> torch.Tensor:
-        height, width = label_onehot.shape[-2:]
-        divisor = 2 ** self.n_downsample
-        if height % divisor or width % divisor:
-            raise FaceregenError(
-                f"input size {height}x{width} is not divisible by 2**n_downsample = {divisor}; "
-                f"use an image size that is a multiple of {divisor}")
-        if label_onehot.shape[1] != self.label_classes:
-            raise FaceregenError(
-                f"the generator expects {self.label_classes} label channels, "
-                f"got {label_onehot.shape[1]}")
+        self._check_labels(label_onehot)
         if self.use_style:
             if style is None:
                 raise FaceregenError(
@@ -191,9 +185,70 @@ class GlobalGenerator(nn.Module):
         h = self.encoder(label_onehot)
         for block, block_style in zip(self.blocks, block_styles):
             h = block(h, block_style)
+        return self._decode(h, decoder_style)
+
+    def _check_labels(self, label_onehot: torch.Tensor) -> None:
+        height, width = label_onehot.shape[-2:]
+        divisor = 2 ** self.n_downsample
+        if height % divisor or width % divisor:
+            raise FaceregenError(
+                f"input size {height}x{width} is not divisible by 2**n_downsample = {divisor}; "
+                f"use an image size that is a multiple of {divisor}")
+        if label_onehot.shape[1] != self.label_classes:
+            raise FaceregenError(
+                f"the generator expects {self.label_classes} label channels, "
+                f"got {label_onehot.shape[1]}")
+
+    def _decode(self, h: torch.Tensor, decoder_style: torch.Tensor | None) -> torch.Tensor:
         if self.decoder_norm != "adain":
             return self.decoder(h)
         mean, std_offset = decoder_style.chunk(2, dim=1)
         for layer in self.decoder:
             h = layer(h, mean, 1 + std_offset) if isinstance(layer, AdaIN) else layer(h)
         return h
+
+
+class RegionalGenerator(GlobalGenerator):
+    """:class:`GlobalGenerator` whose residual blocks take one style per label class.
+
+    ``style`` is [B, 1 + K, num_style_params] (:class:`~faceregen.models.networks.encoder.
+    RegionalStyleEncoder`'s output): row 0 the global style, row 1 + k the style of class k.
+    Each block's AdaIN parameters become maps: every bottleneck pixel gets the style of its
+    class in the target label map, area-weighted where a pixel covers several classes (the label
+    map downsampled by averaging its one-hot channels), and the blocks' AdaINs modulate with
+    them pixel by pixel (:class:`SpatialAdaIN`). The decoder's AdaIN (``decoder_norm=adain``)
+    keeps the global style. Same constructor, weights and style layout per row as the parent,
+    so a style whose rows all equal one global style gives the parent's output.
+    """
+
+    regional = True
+
+    def __init__(self, label_classes: int, out_channels: int, ngf: int, n_downsample: int,
+                 n_blocks: int, use_style: bool, upsample: str, decoder_norm: str,
+                 block_second_shift: bool):
+        if not use_style:
+            raise FaceregenError("the regional generator needs a style encoder "
+                                 "(model.style_encoder); use GlobalGenerator without one")
+        super().__init__(label_classes, out_channels, ngf, n_downsample, n_blocks, use_style,
+                         upsample, decoder_norm, block_second_shift)
+        for block in self.blocks:
+            block.norm1, block.norm2 = SpatialAdaIN(), SpatialAdaIN()
+
+    def forward(self, label_onehot: torch.Tensor, style: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        self._check_labels(label_onehot)
+        expected = (1 + self.label_classes, self.num_style_params)
+        if style is None or style.dim() != 3 or tuple(style.shape[1:]) != expected:
+            got = None if style is None else tuple(style.shape)
+            raise FaceregenError(
+                f"the regional generator needs per-region styles [B, {expected[0]}, "
+                f"{expected[1]}] from a regional style encoder, got {got}")
+        *block_styles, _ = style[:, 1:].split(
+            [b.num_style_params for b in self.blocks] + [self.decoder_style_params], dim=2)
+        decoder_style = style[:, 0, self.num_style_params - self.decoder_style_params:]
+
+        h = self.encoder(label_onehot)
+        weights = F.adaptive_avg_pool2d(label_onehot.to(h.dtype), h.shape[-2:])
+        for block, region_style in zip(self.blocks, block_styles):
+            h = block(h, torch.einsum("bkhw,bkp->bphw", weights, region_style.to(h.dtype)))
+        return self._decode(h, decoder_style)

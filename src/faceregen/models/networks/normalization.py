@@ -27,6 +27,21 @@ class AdaIN(nn.Module):
         return out.to(x.dtype)
 
 
+class SpatialAdaIN(AdaIN):
+    """AdaIN whose target ``mean`` and ``std`` are maps [B, C, H, W] instead of [B, C].
+
+    The statistics of ``x`` stay per sample and channel over H and W; the target statistics vary
+    per pixel (SEAN's and SPADE's spatially varying modulation). The regional generator builds
+    the maps by giving every pixel the style of its label class.
+    """
+
+    def forward(self, x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+        x32 = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        var, mu = torch.var_mean(x32, dim=(2, 3), keepdim=True, correction=0)
+        normalized = (x32 - mu) * torch.rsqrt(var + self.eps)
+        return (normalized * std + mean).to(x.dtype)
+
+
 class SFTLayer(nn.Module):
     """Spatial feature transform: a per-pixel affine map of ``features`` predicted from ``cond``.
 

@@ -3,6 +3,8 @@
 "use strict";
 
 const PART_PRESETS = ["mouth", "u_lip", "l_lip"];  // ticked at the start: the report's edit
+// The region pickers' starting names (a regional model): the looks people mix most.
+const REGION_PRESETS = ["hair", "skin,nose,l_ear,r_ear,neck", "cloth"];
 
 // ---------------------------------------------------------------- server calls
 
@@ -44,6 +46,13 @@ async function maskBlob() {
 function regenFields(mask) {
   const fields = { mask };
   if (studio.health.needs_reference) { fields.ref = studio.ref; fields.ref_mask = studio.refMask; }
+  (studio.regionRefs || []).forEach((region, index) => {
+    if (!region.photo || (!region.mask && !studio.health.parser)) return;  // not usable yet
+    const name = `region_ref_${index + 1}`;
+    fields[name] = region.photo;
+    fields[`${name}_regions`] = region.input.value;
+    fields[`${name}_mask`] = region.mask;
+  });
   return fields;
 }
 
@@ -274,6 +283,48 @@ function wireControls() {
   });
 }
 
+function buildRegionPickers(count) {
+  // One row per region reference: the regions it gives, its photo, its optional mask, clear.
+  studio.regionRefs = [];
+  const box = $("region-refs");
+  for (let index = 0; index < count; index++) {
+    const row = document.createElement("div");
+    row.className = "row region-ref";
+    row.innerHTML = `<input type="text" class="region-names" aria-label="regions">
+      <label class="file-button small">photo<input type="file" accept="image/*"></label>
+      <label class="file-button small">its mask<input type="file" accept="image/*"></label>
+      <button type="button" class="small">clear</button>
+      <span class="hint"></span>`;
+    const [names, photoInput, maskInput] = row.querySelectorAll("input");
+    const status = row.querySelector("span");
+    const region = { input: names, photo: null, mask: null };
+    names.value = REGION_PRESETS[index] || "";
+    names.addEventListener("change", () => { if (region.photo) regenerate(); });
+    photoInput.addEventListener("change", (event) => guarded(async () => {
+      const file = event.target.files[0]; event.target.value = "";
+      if (!file) return;
+      region.photo = file; region.mask = null;
+      status.textContent = file.name + (studio.health.parser ? "" : " · upload its mask too");
+      if (studio.health.parser) regenerate();
+    }));
+    maskInput.addEventListener("change", (event) => guarded(async () => {
+      const file = event.target.files[0]; event.target.value = "";
+      if (!file) return;
+      if (!region.photo) throw new Error("upload the region's photo first");
+      region.mask = await uploadedMask(file);
+      status.textContent = `${region.photo.name} · mask ${file.name}`;
+      regenerate();
+    }));
+    row.querySelector("button").addEventListener("click", () => {
+      region.photo = null; region.mask = null; status.textContent = "";
+      regenerate();
+    });
+    studio.regionRefs.push(region);
+    box.append(row);
+  }
+  $("regions-section").hidden = false;
+}
+
 async function start() {
   studio.health = await (await fetch("/api/health")).json();
   studio.classes = studio.health.classes;
@@ -282,6 +333,7 @@ async function start() {
   if (!h.needs_reference) $("ref-caption").textContent = `Reference: not used by ${h.model}`;
   buildPalette();
   wireControls();
+  if (h.supports_regions) buildRegionPickers(h.max_region_references);
   selectTool("brush"); selectClass(1); setBrushSize(Math.max(1, Math.round(h.size / 16)));
   studio.gallery = await (await fetch("/api/gallery")).json();
   buildGallery(studio.gallery);
