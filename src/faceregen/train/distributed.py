@@ -109,13 +109,13 @@ def average_gradients(params: Iterable[torch.nn.Parameter], info: DistInfo) -> N
         offset += g.numel()
 
 
-def any_rank(flag: bool, device: torch.device, info: DistInfo) -> bool:
-    """True on every rank when ``flag`` is true on at least one."""
+def any_rank(*flags: bool, device: torch.device, info: DistInfo) -> tuple[bool, ...]:
+    """Each flag true on every rank when it is true on at least one (one all-reduce for all)."""
     if not info.enabled:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
+        return flags
+    t = torch.tensor([1.0 if flag else 0.0 for flag in flags], device=device)
     dist.all_reduce(t)
-    return bool(t.item() > 0)
+    return tuple(bool(v > 0) for v in t.tolist())
 
 
 def mean_over_ranks(values: dict[str, float], device: torch.device,

@@ -310,7 +310,8 @@ class Trainer:
         log step, so a checkpoint never holds weights trained on a non-finite loss.
         """
         found = self.watch.read()
-        if not dist_utils.any_rank(found is not None, self.device, self.info):
+        (bad,) = dist_utils.any_rank(found is not None, device=self.device, info=self.info)
+        if not bad:
             return
         last = self.ckpt_dir / LAST
         where = (f"the last good checkpoint is {last}" if last.is_file()
@@ -388,13 +389,20 @@ class Trainer:
                 if self.step % tcfg.sample_every == 0:
                     self._check_finite()
                     self.write_samples()
-                out_of_time = (tcfg.max_minutes is not None
-                               and time.monotonic() - started > 60 * tcfg.max_minutes)
-                if dist_utils.any_rank(stop.signal_name is not None, self.device, self.info):
-                    stopped_by = stop.signal_name or "signal on another rank"
-                    signal_number = stop.signal_number or signal.SIGTERM
-                elif out_of_time:
-                    stopped_by = f"time budget of {tcfg.max_minutes} min"
+                # Ranks decide together: one that stopped alone would leave the others
+                # waiting in the next all-reduce. With several processes the check (a wait for
+                # every rank) runs at log steps only.
+                if not self.info.enabled or self.step % tcfg.log_every == 0:
+                    out_of_time = (tcfg.max_minutes is not None
+                                   and time.monotonic() - started > 60 * tcfg.max_minutes)
+                    signalled, out_of_time = dist_utils.any_rank(
+                        stop.signal_name is not None, out_of_time, device=self.device,
+                        info=self.info)
+                    if signalled:
+                        stopped_by = stop.signal_name or "signal on another rank"
+                        signal_number = stop.signal_number or signal.SIGTERM
+                    elif out_of_time:
+                        stopped_by = f"time budget of {tcfg.max_minutes} min"
                 if stopped_by:
                     break
                 if self.step % tcfg.ckpt_every == 0:
