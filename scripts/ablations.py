@@ -1,7 +1,7 @@
 """Train named variants on the synthetic set with one budget and seeds, score each, print a table.
 
     python scripts/ablations.py --steps 700 --seeds 0 baseline default adv-sum vgg-raw
-    python scripts/ablations.py --steps 5000 --seeds 0 1 --jobs 6 --device cuda baseline default
+    python scripts/ablations.py --steps 5000 --seeds 0,1 --jobs 6 --device cuda baseline default
     python scripts/ablations.py --list
 
 Each variant is a set of Hydra overrides of `faceregen train` (VARIANTS below); ``baseline`` is
@@ -30,6 +30,7 @@ VARIANTS: dict[str, list[str] | None] = {
     "default": [],
     "adv-sum": ["loss.adv_scale_reduction=sum"],
     "vgg-raw": ["loss.vgg.input=raw"],
+    "decoder-instance": ["model.generator.decoder_norm=instance"],
     "decoder-layer": ["model.generator.decoder_norm=layer"],
     "decoder-group": ["model.generator.decoder_norm=group"],
     "decoder-adain": ["model.generator.decoder_norm=adain"],
@@ -126,7 +127,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("variants", nargs="*")
     parser.add_argument("--steps", type=int, default=700)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--seeds", type=lambda text: [int(v) for v in text.split(",")],
+                        default=[0], help="comma-separated, e.g. 0,1")
     parser.add_argument("--out", type=Path, default=Path("checkpoints/ablations"))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--jobs", type=int, default=1, help="training runs at once")

@@ -39,8 +39,8 @@ def test_the_table_gives_the_mean_and_half_the_range_over_seeds(ablations, tmp_p
         metrics = tmp_path / "default" / f"seed{seed}" / "eval" / "metrics.json"
         metrics.parent.mkdir(parents=True)
         metrics.write_text(json.dumps(scores(attribute)))
-    ablations.main(["default", "gp-off", "--table-only", "--out", str(tmp_path),
-                    "--seeds", "0", "1"])
+    ablations.main(["--seeds", "0,1", "default", "gp-off", "--table-only", "--out",
+                    str(tmp_path)])
     table = capsys.readouterr().out
     assert "| default | 0,1 | 82.00 ±2.00 | 90.00 ±0.00 | 50.00 ±0.00 | 10.00 ±0.00 |" in table
     assert "gp-off" not in table  # never trained: no row

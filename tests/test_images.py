@@ -51,3 +51,15 @@ def test_image_grid_places_tiles_in_rows_with_white_gutters():
             top, left = 2 + r * 6, 2 + c * 8
             np.testing.assert_array_equal(grid[top:top + 4, left:left + 6], expected)
     assert (grid[:2] == 255).all() and (grid[:, :2] == 255).all()
+
+
+def test_from_hwc_gives_a_view_and_a_copy_the_same_strides():
+    """``image[None]`` (a batch-stride-0 view) and ``np.stack([image])`` become the same tensor,
+    strides included: oneDNN rounds differently for a stride-0 batch."""
+    import numpy as np
+
+    from faceregen.images import from_hwc
+
+    image = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    view, stacked = from_hwc(image[None]), from_hwc(np.stack([image]))
+    assert view.stride() == stacked.stride() and torch.equal(view, stacked)

@@ -302,7 +302,10 @@ def test_build_networks_from_composed_config(extra, styled, tiny_cfg):
     label, ref = one_hot_labels(1, 32, 32), images(1, 32, 32)
     if styled:
         assert isinstance(nets.style_encoder, StyleEncoder)
-        assert nets.style_encoder.num_style_params == nets.generator.num_style_params == 4 * 32
+        # the residual block's two AdaINs (4C) and the decoder's (decoder_norm=adain: C/2 means,
+        # C/2 sigma offsets), C = 32 at the tiny size
+        assert nets.generator.decoder_style_params == 32
+        assert nets.style_encoder.num_style_params == nets.generator.num_style_params == 5 * 32
         assert nets.style_encoder.head.out_channels == nets.generator.num_style_params
     else:
         assert nets.style_encoder is None and nets.generator.num_style_params == 0
@@ -440,7 +443,7 @@ def test_a_checkpoint_from_before_the_generator_options_loads_as_it_was_trained(
     from faceregen.models import LEGACY_GENERATOR_ARGUMENTS, with_legacy_arguments
     from faceregen.regen import load_model
 
-    cfg = tiny_cfg()
+    cfg = tiny_cfg("model.generator.decoder_norm=instance")  # the network of that time
     path = tiny_checkpoint(tmp_path / "new.pt", cfg)
     state = load_checkpoint(path)
     for key in LEGACY_GENERATOR_ARGUMENTS:

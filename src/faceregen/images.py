@@ -37,8 +37,13 @@ def to_hwc(images: torch.Tensor) -> np.ndarray:
 
 
 def from_hwc(images: np.ndarray) -> torch.Tensor:
-    """uint8 numpy [..., H, W, 3] -> float tensor [..., 3, H, W] in [-1, 1]."""
-    return to_float(torch.from_numpy(np.ascontiguousarray(images)).movedim(-1, -3))
+    """uint8 numpy [..., H, W, 3] -> float tensor [..., 3, H, W] in [-1, 1].
+
+    Always a fresh array with numpy's canonical strides: a view such as ``image[None]`` has a
+    stride of 0 in its batch dimension, which sends oneDNN's convolutions down another path
+    with other rounding (the studio's cached style then differed from regen's by 1e-7).
+    """
+    return to_float(torch.from_numpy(np.array(images, order="C", copy=True)).movedim(-1, -3))
 
 
 def image_grid(rows: Sequence[Sequence[np.ndarray]], padding: int = 2) -> np.ndarray:
