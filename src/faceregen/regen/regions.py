@@ -105,20 +105,20 @@ def require_regional(regenerator, checkpoint: str | Path | None) -> None:
 def mixed_styles(regenerator, ref_images: torch.Tensor, ref_labels: torch.Tensor,
                  region_references: Sequence[Sequence[PreparedRegionReference]]) -> torch.Tensor:
     """Per-region styles [B, 1 + K, P] of the main references with the region references'
-    classes mixed in (``region_references[i]`` for sample i); one encoder pass for all."""
+    classes mixed in (``region_references[i]`` for sample i).
+
+    Each region reference is encoded on its own, as the studio encodes an upload: a batch of
+    several takes other convolution paths, whose rounding would make the two differ.
+    """
     from faceregen.images import from_hwc
     from faceregen.models import classes_present, mix_region_styles
 
     styles = regenerator.encode_style(ref_images, ref_labels)
-    flat = [(i, reference) for i, references in enumerate(region_references)
-            for reference in references]
-    if not flat:
-        return styles
-    donor_labels = torch.from_numpy(np.stack([reference.label for _, reference in flat])).long()
-    donors = regenerator.encode_style(
-        from_hwc(np.stack([reference.image for _, reference in flat])), donor_labels)
-    present = classes_present(donor_labels, regenerator.label_classes)
-    for row, (i, reference) in enumerate(flat):
-        styles[i:i + 1] = mix_region_styles(styles[i:i + 1], donors[row:row + 1],
-                                            reference.classes, present[row:row + 1])
+    for i, references in enumerate(region_references):
+        for reference in references:
+            donor_label = torch.from_numpy(reference.label[None]).long()
+            donor = regenerator.encode_style(from_hwc(reference.image[None]), donor_label)
+            present = classes_present(donor_label, regenerator.label_classes)
+            styles[i:i + 1] = mix_region_styles(styles[i:i + 1], donor, reference.classes,
+                                                present)
     return styles
