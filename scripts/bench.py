@@ -86,18 +86,14 @@ class Timer:
 
         class _Section:
             def __enter__(self):
-                timer._sync()
+                synchronize(timer.device)
                 self.start = time.perf_counter()
 
             def __exit__(self, *exc):
-                timer._sync()
+                synchronize(timer.device)
                 timer.totals[name] = timer.totals.get(name, 0.0) + time.perf_counter() - self.start
 
         return _Section()
-
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
 
 
 def synchronize(device: torch.device) -> None:

@@ -162,17 +162,14 @@ def generated_pass(regen, pairs: ProtocolPairs, ctx: EvalContext, description: s
 def generate_mixed(regen, batch: dict[str, torch.Tensor], regions: list[str]) -> torch.Tensor:
     """Region mixing: a regional model takes each region's style from that region's reference
     (`faceregen regen --region-ref` does the same); a global model uses the global one only."""
-    from faceregen.models import classes_present, mix_region_styles
-    from faceregen.regen.regions import supports_regions
+    from faceregen.regen.regions import supports_regions, with_donor_regions
 
     if not supports_regions(regen):
         return regen(batch["label"], batch["ref_image"], batch["ref_label"])
     style = regen.encode_style(batch["ref_image"], batch["ref_label"])
     for name in regions:
-        donor = regen.encode_style(batch[f"{name}_image"], batch[f"{name}_label"])
-        present = classes_present(batch[f"{name}_label"], regen.label_classes)
-        style = mix_region_styles(style, donor, [LABEL_NAMES.index(c) for c in MIXED_REGIONS[name]],
-                                  present)
+        style = with_donor_regions(regen, style, batch[f"{name}_image"], batch[f"{name}_label"],
+                                   [LABEL_NAMES.index(c) for c in MIXED_REGIONS[name]])
     return regen(batch["label"], style=style)
 
 

@@ -102,6 +102,18 @@ def require_regional(regenerator, checkpoint: str | Path | None) -> None:
 
 
 @torch.no_grad()
+def with_donor_regions(regenerator, style: torch.Tensor, donor_images: torch.Tensor,
+                       donor_labels: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
+    """Per-region styles ``style`` [B, 1 + K, P] with the rows of ``classes`` taken from the
+    donor references (one per sample) wherever a donor shows that class."""
+    from faceregen.models import classes_present, mix_region_styles
+
+    donor = regenerator.encode_style(donor_images, donor_labels)
+    present = classes_present(donor_labels, regenerator.label_classes)
+    return mix_region_styles(style, donor, classes, present)
+
+
+@torch.no_grad()
 def mixed_styles(regenerator, ref_images: torch.Tensor, ref_labels: torch.Tensor,
                  region_references: Sequence[Sequence[PreparedRegionReference]]) -> torch.Tensor:
     """Per-region styles [B, 1 + K, P] of the main references with the region references'
@@ -111,14 +123,11 @@ def mixed_styles(regenerator, ref_images: torch.Tensor, ref_labels: torch.Tensor
     several takes other convolution paths, whose rounding would make the two differ.
     """
     from faceregen.images import from_hwc
-    from faceregen.models import classes_present, mix_region_styles
 
     styles = regenerator.encode_style(ref_images, ref_labels)
     for i, references in enumerate(region_references):
         for reference in references:
-            donor_label = torch.from_numpy(reference.label[None]).long()
-            donor = regenerator.encode_style(from_hwc(reference.image[None]), donor_label)
-            present = classes_present(donor_label, regenerator.label_classes)
-            styles[i:i + 1] = mix_region_styles(styles[i:i + 1], donor, reference.classes,
-                                                present)
+            styles[i:i + 1] = with_donor_regions(
+                regenerator, styles[i:i + 1], from_hwc(reference.image[None]),
+                torch.from_numpy(reference.label[None]).long(), reference.classes)
     return styles

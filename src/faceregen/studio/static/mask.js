@@ -54,21 +54,17 @@ function setMask(state) {  // a new mask from a file, a gallery face or an edit:
   regenerate();
 }
 
-function undo() {
-  if (!studio.undo.length) return;
-  studio.redo.push(snapshot());
-  restore(studio.undo.pop());
+function travel(from, to) {  // undo: from the undo stack to redo; redo: the other way
+  if (!from.length) return;
+  to.push(snapshot());
+  restore(from.pop());
   updateHistoryButtons();
   regenerate();
 }
 
-function redo() {
-  if (!studio.redo.length) return;
-  studio.undo.push(snapshot());
-  restore(studio.redo.pop());
-  updateHistoryButtons();
-  regenerate();
-}
+function undo() { travel(studio.undo, studio.redo); }
+
+function redo() { travel(studio.redo, studio.undo); }
 
 function updateHistoryButtons() {
   $("undo").disabled = !studio.undo.length;
