@@ -93,6 +93,22 @@ def train_and_score(name: str, seed: int, args: argparse.Namespace) -> dict:
     return {**scored(name, seed, args.out), "train_minutes": minutes}
 
 
+def evaluators_ready(name: str, args: argparse.Namespace) -> bool:
+    """Whether the variant's prepared dataset and both its evaluators exist (paths as composed)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from faceregen.config import config_dir
+    from faceregen.evaluation.evaluators import KINDS, default_evaluator_path
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
+        cfg = compose(config_name="train",
+                      overrides=variant_overrides(name, args.train_overrides))
+    root = Path(OmegaConf.select(cfg, "data.root"))
+    return (root / "manifest.csv").is_file() and all(
+        default_evaluator_path(root, kind).is_file() for kind in KINDS)
+
+
 def scored(name: str, seed: int, out: Path) -> dict | None:
     """The scores of a run that was trained and evaluated, else None."""
     metrics = out / name / f"seed{seed}" / "eval" / "metrics.json"
@@ -151,10 +167,11 @@ def main(argv: list[str] | None = None) -> None:
         results = [scored(name, seed, args.out) for name, seed in jobs]
         print(summary_table([r for r in results if r], args.variants))
         return
-    # The first run makes the dataset and the first eval trains the evaluators: do one alone.
-    results = [train_and_score(*jobs[0], args)]
+    # The first run makes the dataset and the first eval trains the evaluators: unless they
+    # are there already, do that one alone so that parallel runs do not race to write them.
+    results = [] if evaluators_ready(jobs[0][0], args) else [train_and_score(*jobs[0], args)]
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        results += list(pool.map(lambda job: train_and_score(*job, args), jobs[1:]))
+        results += list(pool.map(lambda job: train_and_score(*job, args), jobs[len(results):]))
     table = summary_table(results, args.variants)
     header = (f"{args.steps} steps, seeds {' '.join(map(str, args.seeds))}, device "
               f"{args.device}, {args.jobs} run(s) at once"
