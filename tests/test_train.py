@@ -111,6 +111,46 @@ def test_resume_gives_the_same_weights_as_never_stopping(workers, train_data, tm
                             weights(tmp_path / "resumed" / "checkpoints" / "last.pt", key))
 
 
+class _KeyEcho(torch.utils.data.Dataset):
+    """Items that are their keys, to follow the stream of keys through the loader."""
+
+    def __len__(self) -> int:
+        return 10
+
+    def __getitem__(self, key: tuple[int, int]) -> torch.Tensor:
+        return torch.tensor(key)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_the_batch_stream_crosses_epochs_in_one_loader_and_resumes_mid_epoch(workers,
+                                                                             monkeypatch):
+    """10 items, batch 3: 3 batches an epoch (one item left out), a new order each epoch, and
+    one DataLoader for all of them; a stream rebuilt from a mid-epoch state continues alike."""
+    from faceregen.train import batches as batches_module
+    from faceregen.train.distributed import DistInfo
+
+    loaders = []
+    real_loader = batches_module.DataLoader
+    monkeypatch.setattr(batches_module, "DataLoader",
+                        lambda *a, **k: loaders.append(1) or real_loader(*a, **k))
+
+    def stream(state=None, n=8):
+        batches = batches_module.EpochBatches(_KeyEcho(), 3, workers, seed=5,
+                                              info=DistInfo(0, 0, 1), pin_memory=False)
+        if state is not None:
+            batches.load_state_dict(state)
+        return batches, [next(batches) for _ in range(n)]
+
+    batches, straight = stream()
+    assert len(loaders) == 1 and batches.state_dict() == {"epoch": 2, "batch_in_epoch": 2}
+    expected = [k for epoch in range(3) for k in batches.epoch_keys(epoch)]
+    assert [tuple(row) for b in straight for row in b.tolist()] == expected[:24]
+    orders = [[position for position, _ in batches.epoch_keys(e)] for e in range(3)]
+    assert all(len(set(order)) == 9 for order in orders) and orders[0] != orders[1]
+    _, resumed = stream({"epoch": 0, "batch_in_epoch": 2}, n=6)
+    assert all(torch.equal(a, b) for a, b in zip(straight[2:], resumed, strict=True))
+
+
 def test_resume_auto_continues_in_the_run_directory(train_data, tmp_path, tiny_cfg):
     train(tiny_cfg("trainer.max_steps=2", data_dir=train_data), tmp_path)
     summary = train(tiny_cfg("trainer.resume=auto", data_dir=train_data), tmp_path)
