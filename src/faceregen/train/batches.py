@@ -100,6 +100,10 @@ class EpochBatches:
             self.batch_in_epoch = 0
         return batch
 
+    def close(self) -> None:
+        """Stop the loader's workers (they would otherwise wait for the next epoch)."""
+        self._iterator = None
+
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch}
 

@@ -329,6 +329,7 @@ class Trainer:
                                         flush_secs=int(self.cfg.logger.flush_secs))
 
     def close(self) -> None:
+        self.batches.close()
         if self.writer is not None:
             self.writer.close()
             self.writer = None
