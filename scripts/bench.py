@@ -43,6 +43,7 @@ import faceregen.config  # noqa: F401  (registers the config schemas)
 from faceregen.losses import feature_matching_loss, gan_loss
 from faceregen.losses.perceptual import VGGPerceptualLoss
 from faceregen.models import build_networks, generate
+from faceregen.models.networks.layout import use_gpu_friendly_layers
 from faceregen.train.objectives import compile_for_shared_pass
 from faceregen.train.state import update_ema
 from faceregen.train.step import StepModules, adversarial_step, autocast_for
@@ -113,6 +114,9 @@ def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: 
     torch.manual_seed(0)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     nets = build_networks(cfg.model)
+    use_gpu_friendly_layers([nets.generator, nets.style_encoder, nets.discriminator],
+                            align_channels=cfg.trainer.align_channels,
+                            layout_keeping_norm=cfg.trainer.layout_keeping_norm)
     g = nets.generator.to(device, memory_format=fmt)
     e = nets.style_encoder.to(device, memory_format=fmt) if nets.style_encoder else None
     d = nets.discriminator.to(device, memory_format=fmt)
@@ -368,8 +372,9 @@ SUITE = (
     ("style model, compiled", "faceregen", "celebamask", True, 16, []),
 )
 # --variants: the style model eager at batch 4 under each penalty schedule (what the penalty
-# costs), and with the discriminator run once over fakes and reals concatenated (the form
-# before the two-pass step, for an A/B on the same machine).
+# costs), with the discriminator run once over fakes and reals concatenated (the form before
+# the two-pass step, for an A/B on the same machine), and with the exact run-time layer forms
+# of models/networks/layout.py.
 VARIANT_ROWS = (
     ("style model, WGAN-GP every 4th", "faceregen", "celebamask", False, 4, ["loss.gp_every=4"]),
     ("style model, WGAN-GP every 16th", "faceregen", "celebamask", False, 4,
@@ -378,6 +383,14 @@ VARIANT_ROWS = (
      ["loss.gp_mode=r1", "loss.gp_every=16"]),
     ("style model, no penalty", "faceregen", "celebamask", False, 4, ["loss.lambda_gp=0"]),
     ("style model, one concatenated D pass", "one-pass", "celebamask", False, 4, []),
+    ("style model, 8-aligned first convolutions", "faceregen", "celebamask", False, 4,
+     ["trainer.align_channels=true"]),
+    ("style model, layout-keeping instance norm", "faceregen", "celebamask", False, 4,
+     ["trainer.layout_keeping_norm=true"]),
+    ("style model, both", "faceregen", "celebamask", False, 4,
+     ["trainer.align_channels=true", "trainer.layout_keeping_norm=true"]),
+    ("baseline, both", "faceregen", "pix2pixhd_baseline", False, 4,
+     ["trainer.align_channels=true", "trainer.layout_keeping_norm=true"]),
 )
 # --suite tiny: the same rows on the CPU at a test size, batch 16 read as 4.
 TINY_SUITE_OVERRIDES = ["model/size=tiny", "data.size=32", "model.generator.ngf=8",

@@ -92,6 +92,25 @@ def test_the_suite_runs_every_row_at_a_tiny_size_and_compares_with_the_reference
     assert "| style model | 4 |" in captured.err and "x reference" in captured.err
 
 
+def test_the_suites_variant_rows_run_at_a_tiny_size(capsys):
+    """--variants: every row runs; the 8-aligned first convolutions add only the zero channels'
+    work (22 -> 24 input channels of the discriminator's, 19 -> 24 of the generator's)."""
+    spec = importlib.util.spec_from_file_location("bench", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    GlobalHydra.instance().clear()
+    bench.main(["--suite", "tiny", "--eager-only", "--variants", "--batch", "4", "--steps", "1",
+                "--warmup", "0"])
+    rows = {row["row"]: row for row in json.loads(capsys.readouterr().out)["rows"]}
+    assert set(rows) == {"pix2pixHD's step (reference)", "baseline", "style model",
+                         *(row[0] for row in bench.VARIANT_ROWS)}
+    assert all(row["img_per_s"] > 0 for row in rows.values())
+    plain, aligned = rows["style model"], rows["style model, 8-aligned first convolutions"]
+    assert 1 < aligned["gflop_per_step"] / plain["gflop_per_step"] < 1.2
+    assert rows["style model, layout-keeping instance norm"]["gflop_per_step"] == pytest.approx(
+        plain["gflop_per_step"])
+
+
 @pytest.mark.parametrize("name, expected", [
     ("sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nhwc_tilesize128x128x64",
      ("conv forward", "bf16, NHWC")),

@@ -475,3 +475,60 @@ def test_decoder_adain_parameters_come_from_the_encoder(tiny_cfg):
     with pytest.raises(FaceregenError, match="needs a style encoder"):
         build_networks(tiny_cfg("+experiment=synthetic_baseline",
                                 "model.generator.decoder_norm=adain").model)
+
+
+def test_padded_first_convolutions_compute_the_same_function_and_its_double_backward():
+    """trainer.align_channels: the discriminator with 8-aligned first convolutions gives the same
+    outputs, gradients and penalty gradients (the double backward), with the same state_dict."""
+    from faceregen.losses.gradient_penalty import gradient_penalty
+    from faceregen.models.networks.layout import ChannelPaddedConv2d, use_gpu_friendly_layers
+
+    torch.manual_seed(0)
+    plain = MultiScaleDiscriminator(19, 3, ndf=8, n_layers=2, num_D=2)
+    padded = MultiScaleDiscriminator(19, 3, ndf=8, n_layers=2, num_D=2)
+    padded.load_state_dict(plain.state_dict())
+    counts = use_gpu_friendly_layers([padded], align_channels=True, layout_keeping_norm=False)
+    assert counts == {"padded_convolutions": 2, "layout_keeping_norms": 0}
+    assert isinstance(padded.discriminators[0].layers[0][0], ChannelPaddedConv2d)
+    assert padded.state_dict().keys() == plain.state_dict().keys()
+    label = F.one_hot(torch.randint(0, 19, (2, 32, 32)), 19).permute(0, 3, 1, 2).float()
+    real, fake = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        grads = []
+        for network in (plain, padded):
+            network.to(memory_format=fmt).zero_grad()
+            torch.manual_seed(1)
+            x = torch.cat([label, fake], 1).contiguous(memory_format=fmt)
+            outputs = network(x)
+            loss = sum(o[-1].square().mean() for o in outputs)
+            loss = loss + gradient_penalty(network, real.contiguous(memory_format=fmt),
+                                           fake.contiguous(memory_format=fmt),
+                                           label.contiguous(memory_format=fmt))
+            loss.backward()
+            grads.append([outputs[0][-1]] + [p.grad for p in network.parameters()])
+        for a, b in zip(*grads, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_layout_keeping_instance_norm_equals_torchs_and_keeps_channels_last():
+    from faceregen.models.networks.layout import use_gpu_friendly_layers
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 16, 9, 7) * 3 + 1
+    layer = nn.InstanceNorm2d(16)
+    expected = layer(x)
+    assert use_gpu_friendly_layers([layer], align_channels=False,
+                                   layout_keeping_norm=True)["layout_keeping_norms"] == 1
+    last = x.contiguous(memory_format=torch.channels_last)
+    out = layer(last)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    low = layer(last.bfloat16())
+    assert low.dtype == torch.bfloat16
+    torch.testing.assert_close(low.float(), expected, rtol=0.02, atol=0.03)
+    affine = nn.InstanceNorm2d(16, affine=True)
+    nn.init.normal_(affine.weight)
+    nn.init.normal_(affine.bias)
+    reference = affine(x)
+    use_gpu_friendly_layers([affine], align_channels=False, layout_keeping_norm=True)
+    torch.testing.assert_close(affine(x), reference, rtol=1e-5, atol=1e-5)

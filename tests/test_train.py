@@ -87,6 +87,24 @@ def test_compiled_training_with_the_penalty_saves_plain_weights(train_data, tmp_
     assert regen(label, torch.rand(1, 3, 32, 32) * 2 - 1, label).shape == (1, 3, 32, 32)
 
 
+def test_gpu_friendly_layer_forms_train_the_same_step_with_the_same_checkpoint(train_data,
+                                                                            tmp_path, tiny_cfg):
+    """trainer.align_channels and trainer.layout_keeping_norm: the first step's losses (the same
+    initial weights) equal the plain run's, and the checkpoint has the plain run's keys."""
+    options = ["trainer.align_channels=true", "trainer.layout_keeping_norm=true",
+               "trainer.channels_last=true"]
+    summaries = {}
+    for name, extra in (("plain", []), ("forms", options)):
+        summaries[name] = train(tiny_cfg("trainer.max_steps=1", "trainer.log_every=1", *extra,
+                                         data_dir=train_data), tmp_path / name)
+    assert summaries["plain"]["losses"].keys() == summaries["forms"]["losses"].keys()
+    for key, value in summaries["plain"]["losses"].items():
+        assert summaries["forms"]["losses"][key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+    for key in ("generator", "style_encoder", "discriminator"):
+        assert (weights(tmp_path / "plain" / "checkpoints" / "last.pt", key).keys()
+                == weights(tmp_path / "forms" / "checkpoints" / "last.pt", key).keys())
+
+
 def test_checkpoint_holds_the_full_training_state(train_data, tmp_path, tiny_cfg):
     train(tiny_cfg("trainer.max_steps=2", data_dir=train_data), tmp_path)
     state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")

@@ -167,6 +167,10 @@ class TrainerConfig:
     device: str = "auto"
     precision: str = "32"
     channels_last: bool = False
+    # Exact run-time layer forms for GPUs (models/networks/layout.py, docs/speed.md): first
+    # convolutions padded to 8-aligned input channels; instance norms that keep channels_last.
+    align_channels: bool = False
+    layout_keeping_norm: bool = False
     compile: bool = False
     cudnn_benchmark: bool = True
     deterministic: bool = False

@@ -32,6 +32,7 @@ from faceregen.errors import FaceregenError
 from faceregen.images import to_float
 from faceregen.masks import one_hot
 from faceregen.models import build_networks, generate, with_legacy_arguments
+from faceregen.models.networks.layout import use_gpu_friendly_layers
 from faceregen.train import distributed as dist_utils
 from faceregen.train.batches import EpochBatches, sample_batch, training_set
 from faceregen.train.objectives import compile_for_shared_pass
@@ -103,6 +104,11 @@ class Trainer:
         self.sample_batch = sample_batch(root, self.cfg.trainer.num_samples)
 
         nets = build_networks(cfg.model)
+        swapped = use_gpu_friendly_layers(
+            [nets.generator, nets.style_encoder, nets.discriminator],
+            align_channels=tcfg.align_channels, layout_keeping_norm=tcfg.layout_keeping_norm)
+        if any(swapped.values()):
+            log.info("run-time layer forms: %s", swapped)
         self.generator = nets.generator.to(self.device, memory_format=self.memory_format)
         self.style_encoder = (nets.style_encoder.to(self.device, memory_format=self.memory_format)
                               if nets.style_encoder is not None else None)
