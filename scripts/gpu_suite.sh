@@ -4,9 +4,10 @@
 # 1. scripts/bench.py --suite gpu: the pix2pixHD reference step, the baseline and the style model
 #    at 512 px, bf16, channels_last, eager and compiled, batch 4 and 16, with a kernel profile of
 #    the eager style model and a row per penalty schedule; table in OUT_DIR/suite.log.
-# 2. The trainer's own loop at 512 px on synthetic faces (loader wait against step time) and the
-#    loader alone with 4 and 12 workers; the loop at 128 px, batch 16.
-# 3. Four 64 px trainings at once against one alone: how well one GPU is shared by small runs.
+# 2. The trainer's own loop at 512 px on synthetic faces (loader wait against step time) and at
+#    128 px, batch 16 (an epoch every 100 steps: does the epoch boundary stall the loop?).
+# 3. With ALL=1 also what earlier runs answered: the loader alone with 4 and 12 workers, and four
+#    64 px trainings at once against one alone (how well one GPU is shared by small runs).
 # Synthetic data is made in the background while the suite runs (low priority, few workers).
 set -uo pipefail
 out=${1:-checkpoints/gpu-suite}
@@ -38,15 +39,16 @@ s512=(data=synthetic data.size=512 data.synth_size=512 data.synth_num=400 "paths
 log "trainer loop, 512 px, batch 4, 8 loader workers"
 "$py" scripts/bench.py --task trainer --steps 60 --warmup 10 +experiment=celebamask "${s512[@]}" \
   data.num_workers=8 logger.enabled=false --out "$out/trainer-512.json" | tail -n 25
+log "trainer loop, 128 px, batch 16"
+"$py" scripts/bench.py --task trainer --steps 150 --warmup 20 trainer=gpu data.size=128 \
+  data.batch_size=16 "paths.data=$data/s128" logger.enabled=false \
+  --out "$out/trainer-128.json" | tail -n 25
+if [ "${ALL:-0}" != 1 ]; then log "done"; exit 0; fi
 for workers in 4 12; do
   log "loader alone, 512 px, batch 4, $workers workers"
   "$py" scripts/bench.py --task data --workers "$workers" --steps 100 --warmup 10 "${s512[@]}" \
     data.batch_size=4 --out "$out/loader-512-w$workers.json" | tail -n 6
 done
-log "trainer loop, 128 px, batch 16"
-"$py" scripts/bench.py --task trainer --steps 150 --warmup 20 trainer=gpu data.size=128 \
-  data.batch_size=16 "paths.data=$data/s128" logger.enabled=false \
-  --out "$out/trainer-128.json" | tail -n 25
 
 train64=(trainer.device=cuda trainer.max_steps=300 trainer.max_minutes=null logger.enabled=false
          "paths.data=$data/s128")
