@@ -385,8 +385,11 @@ class Trainer:
                 self.step += 1
                 window_images += global_batch
                 bar.update(1)
-                if self.step % tcfg.log_every == 0 or self.step == tcfg.max_steps:
-                    self._check_finite()
+                log_due = self.step % tcfg.log_every == 0 or self.step == tcfg.max_steps
+                if (log_due or self.step % tcfg.sample_every == 0
+                        or self.step % tcfg.ckpt_every == 0):
+                    self._check_finite()  # once, before anything is logged or written
+                if log_due:
                     ips = window_images / max(time.monotonic() - window_start, 1e-9)
                     values = dist_utils.mean_over_ranks(as_floats(terms), self.device, self.info)
                     bar.set_postfix(img_s=f"{ips:.1f}", g=f"{values['loss_g/total']:.3f}",
@@ -394,7 +397,6 @@ class Trainer:
                     self._log_scalars(values, ips)
                     window_start, window_images = time.monotonic(), 0
                 if self.step % tcfg.sample_every == 0:
-                    self._check_finite()
                     self.write_samples()
                 # Ranks decide together: one that stopped alone would leave the others
                 # waiting in the next all-reduce. With several processes the check (a wait for
@@ -413,7 +415,6 @@ class Trainer:
                 if stopped_by:
                     break
                 if self.step % tcfg.ckpt_every == 0:
-                    self._check_finite()
                     self.save()
         self._check_finite()
         if self.step % tcfg.sample_every != 0:
