@@ -43,6 +43,7 @@ VARIANTS: dict[str, list[str] | None] = {
     "gp-every-16": ["loss.gp_every=16"],
     "r1-every-16": ["loss.gp_mode=r1", "loss.gp_every=16"],
     "sft-report": ["model.style_encoder.sft_mode=report"],
+    "l1-2": ["loss.lambda_l1=2"],
 }
 # (header, protocol, metric key, percent)
 COLUMNS = (
