@@ -44,6 +44,7 @@ VARIANTS: dict[str, list[str] | None] = {
     "r1-every-16": ["loss.gp_mode=r1", "loss.gp_every=16"],
     "sft-report": ["model.style_encoder.sft_mode=report"],
     "l1-2": ["loss.lambda_l1=2"],
+    "l1-20": ["loss.lambda_l1=20"],
 }
 # (header, protocol, metric key, percent)
 COLUMNS = (
