@@ -45,6 +45,7 @@ VARIANTS: dict[str, list[str] | None] = {
     "sft-report": ["model.style_encoder.sft_mode=report"],
     "l1-2": ["loss.lambda_l1=2"],
     "l1-20": ["loss.lambda_l1=20"],
+    "vgg-off": ["loss.lambda_vgg=0"],
 }
 # (header, protocol, metric key, percent)
 COLUMNS = (
