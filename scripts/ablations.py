@@ -46,6 +46,8 @@ VARIANTS: dict[str, list[str] | None] = {
     "l1-2": ["loss.lambda_l1=2"],
     "l1-20": ["loss.lambda_l1=20"],
     "vgg-off": ["loss.lambda_vgg=0"],
+    "vgg-20": ["loss.lambda_vgg=20"],
+    "lr-5e-4": ["optim.generator.lr=5e-4", "optim.discriminator.lr=5e-4"],
 }
 # (header, protocol, metric key, percent)
 COLUMNS = (
