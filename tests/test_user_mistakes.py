@@ -184,7 +184,7 @@ def test_ctrl_c_during_synth_is_one_line_and_the_next_run_finishes(tmp_path):
     one line and exits 130, and running the same command again completes the set."""
     out = tmp_path / "raw"
     command = [sys.executable, "-m", "faceregen", "data", "synth", "--out", str(out),
-               "--num", "400", "--size", "64", "--workers", "2"]
+               "--num", "1200", "--size", "64", "--workers", "2"]
     proc = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
                             text=True, start_new_session=True)
     deadline = time.monotonic() + 60
@@ -199,4 +199,4 @@ def test_ctrl_c_during_synth_is_one_line_and_the_next_run_finishes(tmp_path):
     assert not (out / "CelebAMask-HQ-attribute-anno.txt").exists()
     finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
-    assert len(list((out / "CelebA-HQ-img").glob("*.jpg"))) == 400
+    assert len(list((out / "CelebA-HQ-img").glob("*.jpg"))) == 1200
