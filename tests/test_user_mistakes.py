@@ -182,9 +182,9 @@ def test_a_truncated_statistics_cache_is_a_cache_miss(tmp_path, caplog):
 def test_ctrl_c_during_synth_is_one_line_and_the_next_run_finishes(tmp_path):
     """Ctrl-C reaches the whole process group: the workers must stay quiet, the parent says
     one line and exits 130, and running the same command again completes the set."""
-    out = tmp_path / "raw"
+    out, num = tmp_path / "raw", 1200
     command = [sys.executable, "-m", "faceregen", "data", "synth", "--out", str(out),
-               "--num", "1200", "--size", "64", "--workers", "2"]
+               "--num", str(num), "--size", "64", "--workers", "2"]
     proc = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
                             text=True, start_new_session=True)
     deadline = time.monotonic() + 60
@@ -199,4 +199,4 @@ def test_ctrl_c_during_synth_is_one_line_and_the_next_run_finishes(tmp_path):
     assert not (out / "CelebAMask-HQ-attribute-anno.txt").exists()
     finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
-    assert len(list((out / "CelebA-HQ-img").glob("*.jpg"))) == 1200
+    assert len(list((out / "CelebA-HQ-img").glob("*.jpg"))) == num

@@ -386,8 +386,9 @@ class Trainer:
                 window_images += global_batch
                 bar.update(1)
                 log_due = self.step % tcfg.log_every == 0 or self.step == tcfg.max_steps
-                if (log_due or self.step % tcfg.sample_every == 0
-                        or self.step % tcfg.ckpt_every == 0):
+                sample_due = self.step % tcfg.sample_every == 0
+                ckpt_due = self.step % tcfg.ckpt_every == 0
+                if log_due or sample_due or ckpt_due:
                     self._check_finite()  # once, before anything is logged or written
                 if log_due:
                     ips = window_images / max(time.monotonic() - window_start, 1e-9)
@@ -396,7 +397,7 @@ class Trainer:
                                     d=f"{values['loss_d/total']:.3f}")
                     self._log_scalars(values, ips)
                     window_start, window_images = time.monotonic(), 0
-                if self.step % tcfg.sample_every == 0:
+                if sample_due:
                     self.write_samples()
                 # Ranks decide together: one that stopped alone would leave the others
                 # waiting in the next all-reduce. With several processes the check (a wait for
@@ -414,7 +415,7 @@ class Trainer:
                         stopped_by = f"time budget of {tcfg.max_minutes} min"
                 if stopped_by:
                     break
-                if self.step % tcfg.ckpt_every == 0:
+                if ckpt_due:
                     self.save()
         self._check_finite()
         if self.step % tcfg.sample_every != 0:
