@@ -172,6 +172,8 @@ class TrainerConfig:
     align_channels: bool = False
     layout_keeping_norm: bool = False
     compile: bool = False
+    # The step's forward and backward passes replayed as CUDA graphs (train/graphed.py).
+    cuda_graph: bool = False
     cudnn_benchmark: bool = True
     deterministic: bool = False
     seed: int = 0

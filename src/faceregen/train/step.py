@@ -29,12 +29,17 @@ def no_section(name: str) -> AbstractContextManager:
     return nullcontext()
 
 
-def autocast_for(device: torch.device, dtype: torch.dtype | None
+def autocast_for(device: torch.device, dtype: torch.dtype | None, cache_enabled: bool = True
                  ) -> Callable[[], AbstractContextManager]:
-    """A factory of autocast contexts for ``trainer.precision`` (None: full fp32)."""
+    """A factory of autocast contexts for ``trainer.precision`` (None: full fp32).
+
+    ``cache_enabled=False`` for a step captured in a CUDA graph: autocast's cache of cast
+    weights would outlive the capture.
+    """
     if dtype is None:
         return nullcontext
-    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
+    return lambda: torch.autocast(device_type=device.type, dtype=dtype,
+                                  cache_enabled=cache_enabled)
 
 
 @dataclass
@@ -73,6 +78,29 @@ def adversarial_step(modules: StepModules, label_onehot: torch.Tensor, real: tor
     data-parallel gradient average). ``section(name)`` wraps each phase, for timing. The terms'
     keys are the TensorBoard tags, with ``loss_g/total`` and ``loss_d/total`` added.
     """
+    fake, terms = compute_gradients(modules, label_onehot, real, ref_image, ref_onehot, loss_cfg,
+                                    penalty_due(loss_cfg, step_index), autocast, section=section)
+    apply_gradients(modules, sync_gradients, section)
+    return fake, terms
+
+
+def penalty_due(loss_cfg: DictConfig, step_index: int) -> bool:
+    """Whether step ``step_index`` applies the gradient penalty (every ``loss.gp_every``)."""
+    return step_index % max(1, int(loss_cfg.gp_every)) == 0
+
+
+def compute_gradients(modules: StepModules, label_onehot: torch.Tensor, real: torch.Tensor,
+                      ref_image: torch.Tensor, ref_onehot: torch.Tensor, loss_cfg: DictConfig,
+                      apply_penalty: bool,
+                      autocast: Callable[[], AbstractContextManager] = nullcontext,
+                      keep_gradient_buffers: bool = False, section: Section = no_section
+                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The forward passes, the loss terms and both backward passes of a step: every network
+    parameter's ``.grad`` holds this step's gradient, nothing is updated yet.
+
+    ``keep_gradient_buffers`` zeroes the ``.grad`` tensors in place instead of dropping them, so
+    that they stay at one address from step to step (what a CUDA graph replays).
+    """
     m = modules
     every = max(1, int(loss_cfg.gp_every))
     with section("g_forward"), autocast():
@@ -82,20 +110,25 @@ def adversarial_step(modules: StepModules, label_onehot: torch.Tensor, real: tor
     with section("losses_forward"), autocast():
         d_terms = discriminator_objective(
             m.discriminator, label_onehot, fake, real, fake_features, real_features, loss_cfg,
-            apply_penalty=step_index % every == 0, penalty_scale=float(every))
+            apply_penalty=apply_penalty, penalty_scale=float(every))
         g_terms = generator_objective(fake, real, fake_features, real_features, m.perceptual,
                                       loss_cfg)
         loss_d = sum(d_terms.values())
         loss_g = sum(g_terms.values())
-    m.opt_d.zero_grad(set_to_none=True)
-    m.opt_g.zero_grad(set_to_none=True)
+    m.opt_d.zero_grad(set_to_none=not keep_gradient_buffers)
+    m.opt_g.zero_grad(set_to_none=not keep_gradient_buffers)
     with section("backward"):
         backward_separately(m.scaler.scale(loss_d), m.d_params, m.scaler.scale(loss_g),
                             m.g_params)
+    return fake, {**g_terms, **d_terms, "loss_g/total": loss_g, "loss_d/total": loss_d}
+
+
+def apply_gradients(modules: StepModules, sync_gradients: Callable[[], None] | None = None,
+                    section: Section = no_section) -> None:
+    """The optimiser steps on the gradients :func:`compute_gradients` left in ``.grad``."""
     with section("optimizer_steps"):
         if sync_gradients is not None:
             sync_gradients()
-        m.scaler.step(m.opt_g)
-        m.scaler.step(m.opt_d)
-        m.scaler.update()
-    return fake, {**g_terms, **d_terms, "loss_g/total": loss_g, "loss_d/total": loss_d}
+        modules.scaler.step(modules.opt_g)
+        modules.scaler.step(modules.opt_d)
+        modules.scaler.update()

@@ -35,6 +35,7 @@ from faceregen.models import build_networks, generate, with_legacy_arguments
 from faceregen.models.networks.layout import use_gpu_friendly_layers
 from faceregen.train import distributed as dist_utils
 from faceregen.train.batches import EpochBatches, sample_batch, training_set
+from faceregen.train.graphed import GraphedStep
 from faceregen.train.objectives import compile_for_shared_pass
 from faceregen.train.state import (
     NonFiniteWatch,
@@ -80,6 +81,11 @@ class Trainer:
         self.autocast_dtype = autocast_dtype(tcfg.precision)
         if self.autocast_dtype is torch.float16 and self.device.type != "cuda":
             raise FaceregenError("trainer.precision=16 needs a CUDA GPU; use bf16 on the CPU")
+        if tcfg.cuda_graph and self.device.type != "cuda":
+            raise FaceregenError(f"trainer.cuda_graph=true needs a CUDA GPU, and the run is on "
+                                 f"{self.device.type}; set trainer.cuda_graph=false")
+        if tcfg.cuda_graph and tcfg.compile:
+            raise FaceregenError("trainer.cuda_graph=true and trainer.compile=true: choose one")
         self.memory_format = (torch.channels_last if tcfg.channels_last
                               else torch.contiguous_format)
         if self.device.type == "cuda":
@@ -142,6 +148,8 @@ class Trainer:
             run_discriminator=(compile_for_shared_pass(self.discriminator) if tcfg.compile
                                else self.discriminator),
             scaler=self.scaler)
+        self.graphed_step = (GraphedStep(self.modules, cfg.loss, autocast_for(
+            self.device, self.autocast_dtype, cache_enabled=False)) if tcfg.cuda_graph else None)
         self.step = 0
         self.saved_step = -1
         self.ckpt_dir = self.run_dir / "checkpoints"
@@ -186,9 +194,14 @@ class Trainer:
         the device: nothing here waits for the GPU.
         """
         label_oh, real, ref_image, ref_oh = self._to_device(batch)
-        _, terms = adversarial_step(self.modules, label_oh, real, ref_image, ref_oh,
-                                    self.cfg.loss, step_index=self.step, autocast=self.autocast,
-                                    sync_gradients=self._average_gradients)
+        if self.graphed_step is not None:
+            _, terms = self.graphed_step(label_oh, real, ref_image, ref_oh, self.step,
+                                         sync_gradients=self._average_gradients)
+        else:
+            _, terms = adversarial_step(self.modules, label_oh, real, ref_image, ref_oh,
+                                        self.cfg.loss, step_index=self.step,
+                                        autocast=self.autocast,
+                                        sync_gradients=self._average_gradients)
         self.sched_g.step()
         self.sched_d.step()
         decay = ema_decay_at(self.step, self.cfg.trainer.ema_decay)
