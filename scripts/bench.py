@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
 import json
 import platform
 import sys
@@ -44,6 +45,7 @@ from faceregen.losses import feature_matching_loss, gan_loss
 from faceregen.losses.perceptual import VGGPerceptualLoss
 from faceregen.models import build_networks, generate
 from faceregen.models.networks.layout import use_gpu_friendly_layers
+from faceregen.train.graphed import GraphedStep
 from faceregen.train.objectives import compile_for_shared_pass
 from faceregen.train.state import update_ema
 from faceregen.train.step import StepModules, adversarial_step, autocast_for
@@ -104,8 +106,12 @@ def synchronize(device: torch.device) -> None:
 
 def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: bool,
           steps: int, warmup: int, step_kind: str = "faceregen", compile: bool = False,
-          phases: bool = True, profile: bool = False) -> dict:
+          phases: bool = True, profile: bool = False, cuda_graph: bool = False) -> dict:
     """Time ``steps`` training steps after ``warmup`` (compilation, cuDNN autotuning).
+
+    ``cuda_graph`` replays the step's gradient computation as CUDA graphs, as
+    ``trainer.cuda_graph=true`` (GraphedStep); its own eager steps and the recording of each
+    graph are added to the warm-up.
 
     The step time is wall time over all timed steps with one synchronisation at each end.
     ``phases`` adds a second pass with a synchronisation around each phase (forward passes,
@@ -174,11 +180,16 @@ def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: 
         return fake
 
     g_ema = [copy.deepcopy(module).requires_grad_(False) for module in (g, e) if module]
+    graphed = None  # set after the FLOP count, which runs eager
 
     def faceregen_step(timer: Timer, index: int) -> torch.Tensor:
         """The trainer's step itself (faceregen.train.step.adversarial_step) and its EMA."""
-        fake, _ = adversarial_step(modules, label_oh, real, real, label_oh, cfg.loss,
-                                   step_index=index, autocast=autocast, section=timer.section)
+        if graphed is not None:
+            fake, _ = graphed(label_oh, real, real, label_oh, index)
+        else:
+            fake, _ = adversarial_step(modules, label_oh, real, real, label_oh, cfg.loss,
+                                       step_index=index, autocast=autocast,
+                                       section=timer.section)
         with timer.section("ema"):
             for ema, module in zip(g_ema, (g, e)):
                 update_ema(ema, module, 0.999)
@@ -204,6 +215,9 @@ def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: 
         modules.run_discriminator = compile_for_shared_pass(d)
         if vgg is not None:
             modules.perceptual = compile_for_shared_pass(vgg)
+    if cuda_graph:
+        graphed = GraphedStep(modules, cfg.loss, autocast_for(device, dtype, cache_enabled=False))
+        warmup += (graphed.warmup + 1) * every  # eager steps of each phase, then the recordings
 
     quiet = Timer(device, enabled=False)
     for i in range(warmup):
@@ -371,10 +385,20 @@ SUITE = (
     ("style model, compiled", "faceregen", "celebamask", True, 4, []),
     ("style model, compiled", "faceregen", "celebamask", True, 16, []),
 )
+# The CUDA-graph rows (trainer.cuda_graph=true; CUDA only, so not in --suite tiny), after the
+# eager rows and before the compiled ones. A graph of the compiled step could not be recorded
+# (torch 2.11, H100), so there is no such row.
+GRAPH_ROWS = (
+    ("baseline, CUDA graph", "graphed", "pix2pixhd_baseline", False, 4, []),
+    ("style model, CUDA graph", "graphed", "celebamask", False, 4, []),
+    ("style model, CUDA graph", "graphed", "celebamask", False, 16, []),
+    ("style model, CUDA graph, both layer forms", "graphed", "celebamask", False, 4,
+     ["trainer.align_channels=true", "trainer.layout_keeping_norm=true"]),
+)
 # --variants: the style model eager at batch 4 under each penalty schedule (what the penalty
 # costs), with the discriminator run once over fakes and reals concatenated (the form before
-# the two-pass step, for an A/B on the same machine), and with the exact run-time layer forms
-# of models/networks/layout.py.
+# the two-pass step, for an A/B on the same machine), with the exact run-time layer forms of
+# models/networks/layout.py, and compiled under the two lazier schedules (the fastest steps).
 VARIANT_ROWS = (
     ("style model, WGAN-GP every 4th", "faceregen", "celebamask", False, 4, ["loss.gp_every=4"]),
     ("style model, WGAN-GP every 16th", "faceregen", "celebamask", False, 4,
@@ -391,6 +415,10 @@ VARIANT_ROWS = (
      ["trainer.align_channels=true", "trainer.layout_keeping_norm=true"]),
     ("baseline, both", "faceregen", "pix2pixhd_baseline", False, 4,
      ["trainer.align_channels=true", "trainer.layout_keeping_norm=true"]),
+    ("style model, compiled, WGAN-GP every 4th", "faceregen", "celebamask", True, 4,
+     ["loss.gp_every=4"]),
+    ("style model, compiled, R1 every 16th", "faceregen", "celebamask", True, 4,
+     ["loss.gp_mode=r1", "loss.gp_every=16"]),
 )
 # --suite tiny: the same rows on the CPU at a test size, batch 16 read as 4.
 TINY_SUITE_OVERRIDES = ["model/size=tiny", "data.size=32", "model.generator.ngf=8",
@@ -408,8 +436,12 @@ def run_suite(args: argparse.Namespace) -> dict:
     rows = []
     reference = None
     variants = VARIANT_ROWS if args.variants else ()
-    suite = ([row for row in SUITE if not row[3]] + list(variants)
+    graphs = GRAPH_ROWS if device.type == "cuda" and not args.no_graphs else ()
+    suite = ([row for row in SUITE if not row[3]] + list(variants) + list(graphs)
              + [row for row in SUITE if row[3]])  # compiling takes longest: last
+    if args.rows:
+        suite = [suite[0]] + [row for row in suite[1:] if any(
+            word.lower() in f"{row[0]}, batch {row[4]}".lower() for word in args.rows)]
     for label, step_kind, experiment, compiled, batch, row_overrides in suite:
         if (compiled and args.eager_only) or (args.batch and batch != args.batch):
             continue
@@ -420,10 +452,21 @@ def run_suite(args: argparse.Namespace) -> dict:
             cfg = compose(config_name="train", overrides=[
                 "loss.vgg.weights=random", f"data.batch_size={batch}", *overrides])
         profile = args.profile and label == "style model" and batch == (4 if gpu else 2)
-        with concatenated_discriminator_pass(step_kind == "one-pass"):
-            result = bench(cfg, device, precision, gpu and args.channels_last, args.steps,
-                           args.warmup, "faceregen" if step_kind == "one-pass" else step_kind,
-                           compiled, phases=False, profile=profile)
+        try:
+            with concatenated_discriminator_pass(step_kind == "one-pass"):
+                result = bench(cfg, device, precision, gpu and args.channels_last, args.steps,
+                               args.warmup, "reference" if step_kind == "reference"
+                               else "faceregen", compiled, phases=False, profile=profile,
+                               cuda_graph=step_kind == "graphed")
+        except Exception as exc:  # one failed row must not cost the rest of a GPU run
+            if reference is None:
+                raise
+            error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            rows.append({"row": label, "batch": batch, "experiment": experiment,
+                         "compiled": compiled, "overrides": row_overrides, "error": error})
+            print(f"| {label} | {batch} | failed: {error} |", file=sys.stderr, flush=True)
+            release_row(device)
+            continue
         reference = reference or result["img_per_s"]
         row = {"row": label, "batch": batch, "experiment": experiment, "compiled": compiled,
                "overrides": row_overrides,
@@ -440,11 +483,18 @@ def run_suite(args: argparse.Namespace) -> dict:
                   file=sys.stderr, flush=True)
         if args.out is not None:  # so far, in case the run is cut short
             emit_file({"partial": True, "device_name": name, "rows": rows}, args.out)
-        torch._dynamo.reset()
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+        release_row(device)
     print("\n" + suite_table(rows, name, precision, peak), file=sys.stderr)
     return {"device_name": name, "bf16_peak_tflops": peak, "rows": rows}
+
+
+def release_row(device: torch.device) -> None:
+    """Drop a row's compiled code, graphs and cached blocks before the next row: its networks
+    sit in reference cycles (the step closures), so collect them first."""
+    torch._dynamo.reset()
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 @contextmanager
@@ -478,6 +528,9 @@ def suite_table(rows: list[dict], device_name: str, precision: str, peak: float 
              "| step | batch | penalty | img/s | x reference | GFLOP/step | TFLOP/s | "
              "% of bf16 peak |", "|---|---|---|---|---|---|---|---|"] if header else []
     for row in rows:
+        if "error" in row:
+            lines.append(f"| {row['row']} | {row['batch']} | failed: {row['error']} | | | | | |")
+            continue
         share = row["share_of_bf16_peak"]
         lines.append(
             f"| {row['row']} | {row['batch']} | {row['penalty']} | {row['img_per_s']:.1f} | "
@@ -681,6 +734,11 @@ def main(argv: list[str] | None = None) -> None:
                              "(the same rows on the CPU at a test size); prints a table")
     parser.add_argument("--eager-only", action="store_true", help="--suite without the "
                         "compiled rows")
+    parser.add_argument("--no-graphs", action="store_true", help="--suite without the CUDA "
+                        "graph rows")
+    parser.add_argument("--rows", nargs="+", default=None, metavar="WORD",
+                        help="--suite: the reference row and the rows whose name (with "
+                             "', batch N') contains one of these words")
     parser.add_argument("--variants", action="store_true", help="--suite with VARIANT_ROWS: "
                         "each penalty schedule and the one-pass discriminator (style model, "
                         "eager, batch 4)")
@@ -703,6 +761,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile as trainer.compile=true (warm-up steps compile)")
+    parser.add_argument("--cuda-graph", action="store_true",
+                        help="CUDA graphs as trainer.cuda_graph=true (CUDA only)")
     parser.add_argument("--exact", action="store_true",
                         help="--task studio: the plain layout (`faceregen studio --exact`)")
     parser.add_argument("--steps", type=int, default=10)
@@ -744,10 +804,14 @@ def main(argv: list[str] | None = None) -> None:
         if args.step == "reference" and cfg.loss.lambda_gp > 0:
             parser.error("--step reference has no gradient penalty (pix2pixHD had none): "
                          "add --no-gp")
-        if args.step == "reference" and args.compile:
-            parser.error("--compile applies to the trainer's step, not --step reference")
+        if args.step == "reference" and (args.compile or args.cuda_graph):
+            parser.error("--compile and --cuda-graph apply to the trainer's step, not "
+                         "--step reference")
+        if args.cuda_graph and device.type != "cuda":
+            parser.error("--cuda-graph needs --device cuda")
         result = bench(cfg, device, args.precision, args.channels_last, args.steps,
-                       args.warmup, args.step, args.compile, profile=args.profile)
+                       args.warmup, args.step, args.compile, profile=args.profile,
+                       cuda_graph=args.cuda_graph)
         if args.profile:
             print(profile_table(result["profile"]), file=sys.stderr)
     report = {
@@ -760,7 +824,7 @@ def main(argv: list[str] | None = None) -> None:
                    "num_D": cfg.model.discriminator.num_D,
                    "lambda_vgg": cfg.loss.lambda_vgg, "lambda_gp": cfg.loss.lambda_gp,
                    "precision": args.precision, "channels_last": args.channels_last,
-                   "compile": args.compile,
+                   "compile": args.compile, "cuda_graph": args.cuda_graph,
                    "overrides": args.overrides},
         "device": (torch.cuda.get_device_name(device) if device.type == "cuda"
                    else f"cpu ({torch.get_num_threads()} threads, {platform.machine()})"),

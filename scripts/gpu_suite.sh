@@ -2,10 +2,13 @@
 # The GPU speed suite in one command, about 6 minutes on one H100 or H200 (docs/speed.md):
 #   scripts/gpu_suite.sh [OUT_DIR]          (default checkpoints/gpu-suite)
 # 1. scripts/bench.py --suite gpu: the pix2pixHD reference step, the baseline and the style model
-#    at 512 px, bf16, channels_last, eager and compiled, batch 4 and 16, with a kernel profile of
-#    the eager style model and a row per penalty schedule; table in OUT_DIR/suite.log.
-# 2. The trainer's own loop at 512 px on synthetic faces (loader wait against step time) and at
-#    128 px, batch 16 (an epoch every 100 steps: does the epoch boundary stall the loop?).
+#    at 512 px, bf16, channels_last, eager, compiled and as CUDA graphs, batch 4 and 16, with a
+#    kernel profile of the eager style model and a row per penalty schedule and layer form;
+#    table in OUT_DIR/suite.log. ROWS="words;more words" keeps the rows whose names hold one of the
+#    words (bench.py --rows); PROFILE=0 drops the profile.
+# 2. The trainer's own loop at 512 px on synthetic faces (loader wait against step time), eager
+#    and with trainer.cuda_graph=true, and at 128 px, batch 16 (an epoch every 100 steps: does
+#    the epoch boundary stall the loop?).
 # 3. With ALL=1 also what earlier runs answered: the loader alone with 4 and 12 workers, and four
 #    64 px trainings at once against one alone (how well one GPU is shared by small runs).
 # Synthetic data is made in the background while the suite runs (low priority, few workers).
@@ -29,9 +32,14 @@ make_data() {  # raw faces at the photo size, prepared at each size
  make_data "$data/s128" 2000 128 128 64) > "$out/data.log" 2>&1 &
 data_job=$!
 
+rows=()
+if [ -n "${ROWS:-}" ]; then IFS=';' read -r -a rows <<< "$ROWS"; rows=(--rows "${rows[@]}"); fi
+profile=(--profile)
+if [ "${PROFILE:-1}" = 0 ]; then profile=(); fi
 log "suite"
 timeout "${SUITE_SECONDS:-420}" "$py" scripts/bench.py --suite gpu --device cuda --precision bf16 \
-  --channels-last --steps 16 --warmup 3 --profile --variants --out "$out/suite.json" \
+  --channels-last --steps 16 --warmup 3 "${profile[@]}" --variants "${rows[@]}" \
+  --out "$out/suite.json" \
   2> >(grep -v "randomly initialised VGG19" | tee "$out/suite.log" >&2) > /dev/null
 wait "$data_job"
 
@@ -39,6 +47,10 @@ s512=(data=synthetic data.size=512 data.synth_size=512 data.synth_num=400 "paths
 log "trainer loop, 512 px, batch 4, 8 loader workers"
 "$py" scripts/bench.py --task trainer --steps 60 --warmup 10 +experiment=celebamask "${s512[@]}" \
   data.num_workers=8 logger.enabled=false --out "$out/trainer-512.json" | tail -n 25
+log "trainer loop, 512 px, batch 4, 8 loader workers, trainer.cuda_graph=true"
+"$py" scripts/bench.py --task trainer --steps 60 --warmup 10 +experiment=celebamask "${s512[@]}" \
+  data.num_workers=8 logger.enabled=false trainer.cuda_graph=true \
+  --out "$out/trainer-512-graph.json" | tail -n 25
 log "trainer loop, 128 px, batch 16"
 "$py" scripts/bench.py --task trainer --steps 150 --warmup 20 trainer=gpu data.size=128 \
   data.batch_size=16 "paths.data=$data/s128" logger.enabled=false \

@@ -103,12 +103,39 @@ def test_the_suites_variant_rows_run_at_a_tiny_size(capsys):
                 "--warmup", "0"])
     rows = {row["row"]: row for row in json.loads(capsys.readouterr().out)["rows"]}
     assert set(rows) == {"pix2pixHD's step (reference)", "baseline", "style model",
-                         *(row[0] for row in bench.VARIANT_ROWS)}
+                         *(row[0] for row in bench.VARIANT_ROWS if not row[3])}
     assert all(row["img_per_s"] > 0 for row in rows.values())
     plain, aligned = rows["style model"], rows["style model, 8-aligned first convolutions"]
     assert 1 < aligned["gflop_per_step"] / plain["gflop_per_step"] < 1.2
     assert rows["style model, layout-keeping instance norm"]["gflop_per_step"] == pytest.approx(
         plain["gflop_per_step"])
+
+
+def test_the_suite_picks_rows_by_name_and_records_a_failed_row_without_stopping(capsys,
+                                                                             monkeypatch):
+    """--rows keeps the reference and the named rows; a row that raises (a CUDA graph that
+    cannot be recorded, say) becomes an error row and the rows after it still run."""
+    spec = importlib.util.spec_from_file_location("bench", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    real_bench = bench.bench
+
+    def failing_for_the_baseline(cfg, *args, **kwargs):
+        if cfg.model.name == "pix2pixhd" and cfg.loss.lambda_gp > 0:
+            raise RuntimeError("operation not permitted when stream is capturing\nmore")
+        return real_bench(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(bench, "bench", failing_for_the_baseline)
+    GlobalHydra.instance().clear()
+    bench.main(["--suite", "tiny", "--eager-only", "--steps", "1", "--warmup", "0",
+                "--rows", "baseline, batch", "style model, batch 4"])
+    captured = capsys.readouterr()
+    rows = json.loads(captured.out)["rows"]
+    assert [(row["row"], row["batch"]) for row in rows] == [
+        ("pix2pixHD's step (reference)", 2), ("baseline", 2), ("style model", 2)]
+    assert rows[1]["error"] == "RuntimeError: operation not permitted when stream is capturing"
+    assert rows[2]["img_per_s"] > 0
+    assert "| baseline | 2 | failed: RuntimeError" in captured.err
 
 
 @pytest.mark.parametrize("name, expected", [
