@@ -97,7 +97,7 @@ def test_cuda_graph_with_compile_is_a_user_error(user_error, tiny_overrides, tmp
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")
 @pytest.mark.parametrize("precision", ["32", "bf16"])
-def test_replayed_graphs_equal_the_eager_steps_on_cuda(tiny_cfg, precision):
+def test_replayed_graphs_equal_the_eager_steps_on_cuda(tiny_cfg, precision, monkeypatch):
     """Eight steps with the penalty every second step (R1: no random draw, so both runs see the
     same numbers): two graphs, each recorded after two eager steps and replayed; every loss term
     and, after the eight steps, every weight as the eager step's.
@@ -112,7 +112,7 @@ def test_replayed_graphs_equal_the_eager_steps_on_cuda(tiny_cfg, precision):
     from faceregen.utils import autocast_dtype
 
     device = torch.device("cuda")
-    torch.backends.cudnn.benchmark = False
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     cfg = tiny_cfg("loss.gp_every=2", "loss.gp_mode=r1", "loss.lambda_l1=1")
     torch.manual_seed(0)
     nets = build_networks(cfg.model)
