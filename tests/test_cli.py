@@ -71,6 +71,21 @@ def test_every_experiment_composes(experiment, hydra_configs):
     assert cfg.data.size % 2 ** cfg.model.generator.n_downsample == 0
 
 
+@pytest.mark.parametrize("option", sorted(p.stem for p in (REPO / "configs" / "optim")
+                                           .glob("*.yaml")))
+def test_every_optimiser_option_composes_and_builds_adam(option, hydra_configs):
+    import torch
+    from hydra.utils import instantiate
+
+    cfg = compose(config_name="train", overrides=[f"optim={option}"])
+    weight = torch.nn.Parameter(torch.zeros(2))
+    for network in ("generator", "discriminator"):
+        optimizer = instantiate(cfg.optim[network])(params=[weight])
+        assert isinstance(optimizer, torch.optim.Adam)
+        assert optimizer.param_groups[0]["lr"] == cfg.optim[network].lr > 0
+    assert 0 <= cfg.optim.decay_start <= 1
+
+
 def test_experiment_group_is_listed_by_hydra(hydra_configs):
     options = GlobalHydra.instance().config_loader().get_group_options("experiment")
     assert sorted(options) == experiment_names()
