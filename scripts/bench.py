@@ -452,6 +452,8 @@ def run_suite(args: argparse.Namespace) -> dict:
             cfg = compose(config_name="train", overrides=[
                 "loss.vgg.weights=random", f"data.batch_size={batch}", *overrides])
         profile = args.profile and label == "style model" and batch == (4 if gpu else 2)
+        identity = {"row": label, "batch": batch, "experiment": experiment,
+                    "compiled": compiled, "overrides": row_overrides}
         try:
             with concatenated_discriminator_pass(step_kind == "one-pass"):
                 result = bench(cfg, device, precision, gpu and args.channels_last, args.steps,
@@ -461,20 +463,16 @@ def run_suite(args: argparse.Namespace) -> dict:
         except Exception as exc:  # one failed row must not cost the rest of a GPU run
             if reference is None:
                 raise
-            error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            rows.append({"row": label, "batch": batch, "experiment": experiment,
-                         "compiled": compiled, "overrides": row_overrides, "error": error})
-            print(f"| {label} | {batch} | failed: {error} |", file=sys.stderr, flush=True)
-            release_row(device)
-            continue
-        reference = reference or result["img_per_s"]
-        row = {"row": label, "batch": batch, "experiment": experiment, "compiled": compiled,
-               "overrides": row_overrides,
-               "penalty": (f"{cfg.loss.gp_mode} every {cfg.loss.gp_every}"
-                           if cfg.loss.lambda_gp > 0 else "none"), **result,
-               "vs_reference": result["img_per_s"] / reference,
-               "share_of_bf16_peak": (result["achieved_gflop_per_s"] / 1e3 / peak if peak
-                                      else None)}
+            row = {**identity, "error": f"{type(exc).__name__}: "
+                                        f"{str(exc).splitlines()[0] if str(exc) else ''}"}
+        else:
+            reference = reference or result["img_per_s"]
+            row = {**identity,
+                   "penalty": (f"{cfg.loss.gp_mode} every {cfg.loss.gp_every}"
+                               if cfg.loss.lambda_gp > 0 else "none"), **result,
+                   "vs_reference": result["img_per_s"] / reference,
+                   "share_of_bf16_peak": (result["achieved_gflop_per_s"] / 1e3 / peak if peak
+                                          else None)}
         rows.append(row)
         print(suite_table([row], name, precision, peak, header=not rows[:-1]), file=sys.stderr,
               flush=True)

@@ -26,6 +26,7 @@ def step_modules(nets, device: torch.device, sgd: bool = False) -> StepModules:
     e = nets.style_encoder.to(device) if nets.style_encoder is not None else None
     d = nets.discriminator.to(device)
     g_params, d_params = list(nets.generator_parameters()), list(d.parameters())
+
     def optimizer(params):
         return (torch.optim.SGD(params, lr=0.05) if sgd
                 else torch.optim.Adam(params, lr=1e-3, betas=(0.5, 0.999)))
