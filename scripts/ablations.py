@@ -48,6 +48,14 @@ VARIANTS: dict[str, list[str] | None] = {
     "vgg-off": ["loss.lambda_vgg=0"],
     "vgg-20": ["loss.lambda_vgg=20"],
     "lr-5e-4": ["optim.generator.lr=5e-4", "optim.discriminator.lr=5e-4"],
+    "lr-3e-4": ["optim.generator.lr=3e-4", "optim.discriminator.lr=3e-4"],
+    "lr-2e-4": ["optim.generator.lr=2e-4", "optim.discriminator.lr=2e-4"],
+    "betas-0-0.9": ["optim.generator.betas=[0,0.9]", "optim.discriminator.betas=[0,0.9]"],
+    # SPADE's two time-scale rule (D at 4x G's rate, betas 0 and 0.9), about the offline rate
+    "ttur": ["optim.generator.lr=5e-4", "optim.discriminator.lr=2e-3",
+             "optim.generator.betas=[0,0.9]", "optim.discriminator.betas=[0,0.9]"],
+    "style-lr-0.1": ["optim.style_encoder_lr_scale=0.1"],
+    "style-lr-0.01": ["optim.style_encoder_lr_scale=0.01"],
 }
 # (header, protocol, metric key, percent)
 COLUMNS = (

@@ -134,7 +134,8 @@ def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: 
         opt_g = torch.optim.Adam(g_params, lr=2e-4, betas=(0.5, 0.999))
         opt_d = torch.optim.Adam(d_params, lr=2e-4, betas=(0.5, 0.999))
     else:  # the trainer's, from the config
-        opt_g = instantiate(cfg.optim.generator)(params=g_params)
+        opt_g = instantiate(cfg.optim.generator)(params=nets.generator_param_groups(
+            cfg.optim.generator.lr, cfg.optim.style_encoder_lr_scale))
         opt_d = instantiate(cfg.optim.discriminator)(params=d_params)
     dtype = autocast_dtype(precision)
     autocast = autocast_for(device, dtype)

@@ -115,6 +115,25 @@ def test_checkpoint_holds_the_full_training_state(train_data, tmp_path, tiny_cfg
     assert state["step"] == 2 and state["config"]["model"]["name"] == "style_pix2pixhd"
 
 
+def test_the_style_encoder_can_train_at_its_own_rate(train_data, tmp_path, tiny_cfg):
+    """Scale 0 freezes the encoder while the generator trains; 0.1 gives it a tenth of the rate."""
+    cfg = tiny_cfg("trainer.max_steps=2", "optim.style_encoder_lr_scale=0", data_dir=train_data)
+    trainer = Trainer(cfg, tmp_path / "frozen")
+    start = {k: v.clone() for k, v in trainer.style_encoder.state_dict().items()}
+    generator_start = {k: v.clone() for k, v in trainer.generator.state_dict().items()}
+    trainer.fit()
+    assert_same_weights(trainer.style_encoder.state_dict(), start)
+    assert any(not torch.equal(v, generator_start[k])
+               for k, v in trainer.generator.state_dict().items())
+
+    scaled = Trainer(tiny_cfg("optim.style_encoder_lr_scale=0.1", data_dir=train_data),
+                     tmp_path / "scaled")
+    generator_group, encoder_group = scaled.opt_g.param_groups
+    assert encoder_group["lr"] == pytest.approx(0.1 * generator_group["lr"])
+    assert [p for g in scaled.opt_g.param_groups for p in g["params"]] == scaled.g_params
+    assert len(Trainer(tiny_cfg(data_dir=train_data), tmp_path / "one").opt_g.param_groups) == 1
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_resume_gives_the_same_weights_as_never_stopping(workers, train_data, tmp_path, tiny_cfg):
     """Flips and crops are keyed by epoch and place, so worker processes resume exactly too."""

@@ -158,6 +158,9 @@ class OptimConfig:
     generator: AdamConfig = field(default_factory=AdamConfig)
     discriminator: AdamConfig = field(default_factory=AdamConfig)
     decay_start: float = MISSING
+    # The style encoder's rate as a multiple of the generator's (StyleGAN slows its mapping
+    # network the same way); 1 trains both at one rate, as the report does.
+    style_encoder_lr_scale: float = 1.0
 
 
 @dataclass
@@ -199,6 +202,7 @@ TRAIN_MINIMUMS = {
     "trainer.keep_last": (1, "step checkpoints kept"),
     "trainer.num_samples": (1, "faces in a sample grid"),
     "loss.gp_every": (1, "steps between penalty applications"),
+    "optim.style_encoder_lr_scale": (0, "the style encoder's rate over the generator's"),
 }
 
 

@@ -32,6 +32,18 @@ class Networks:
         if self.style_encoder is not None:
             yield from self.style_encoder.parameters()
 
+    def generator_param_groups(self, lr: float, style_encoder_lr_scale: float = 1.0) -> list[dict]:
+        """The generator optimiser's parameter groups, in ``generator_parameters`` order.
+
+        One group unless the style encoder trains at its own rate (``lr * style_encoder_lr_scale``):
+        an optimiser saved with one group still loads into a run configured the same way.
+        """
+        if self.style_encoder is None or style_encoder_lr_scale == 1:
+            return [{"params": list(self.generator_parameters())}]
+        return [{"params": list(self.generator.parameters())},
+                {"params": list(self.style_encoder.parameters()),
+                 "lr": lr * style_encoder_lr_scale}]
+
 
 def build_networks(model_cfg) -> Networks:
     """Instantiate ``model.generator``, ``model.style_encoder`` (partial) and

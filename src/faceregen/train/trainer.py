@@ -126,7 +126,8 @@ class Trainer:
 
         self.g_params = list(nets.generator_parameters())
         self.d_params = list(self.discriminator.parameters())
-        self.opt_g = instantiate(cfg.optim.generator)(params=self.g_params)
+        self.opt_g = instantiate(cfg.optim.generator)(params=nets.generator_param_groups(
+            cfg.optim.generator.lr, cfg.optim.style_encoder_lr_scale))
         self.opt_d = instantiate(cfg.optim.discriminator)(params=self.d_params)
 
         def factor(step: int) -> float:
