@@ -98,6 +98,9 @@ def test_report_experiments_follow_the_spec(hydra_configs):
     assert style.model.generator.n_downsample == 4 and style.model.generator.n_blocks == 4
     assert style.model.discriminator.num_D == 3 and style.loss.vgg.weights == "imagenet"
     assert style.model.style_encoder is not None and base.model.style_encoder is None
+    # the report's WGAN-GP, lazily every 4th step (level with every step in the benchmark)
+    assert (style.loss.gp_mode, style.loss.gp_every) == (base.loss.gp_mode, base.loss.gp_every)
+    assert (style.loss.gp_mode, style.loss.gp_every, style.loss.lambda_gp) == ("wgan-gp", 4, 10)
     assert "use_style" not in base.model.generator  # model.style_encoder is the one switch
     assert style.model.generator.ngf == base.model.generator.ngf
     assert style.optim.generator.lr == base.optim.generator.lr == 2e-4
