@@ -185,8 +185,11 @@ def test_ctrl_c_during_synth_is_one_line_and_the_next_run_finishes(tmp_path):
     out, num = tmp_path / "raw", 1200
     command = [sys.executable, "-m", "faceregen", "data", "synth", "--out", str(out),
                "--num", str(num), "--size", "64", "--workers", "2"]
+    # A shell without job control starts background jobs with SIGINT ignored, and Python keeps
+    # it ignored: give the command a terminal's default, as when a user presses Ctrl-C.
     proc = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while len(list((out / "CelebA-HQ-img").glob("*.jpg"))) < 20:
         assert proc.poll() is None and time.monotonic() < deadline
