@@ -47,6 +47,7 @@ VARIANTS: dict[str, list[str] | None] = {
     "l1-20": ["loss.lambda_l1=20"],
     "vgg-off": ["loss.lambda_vgg=0"],
     "vgg-20": ["loss.lambda_vgg=20"],
+    "feat-20": ["loss.lambda_feat=20"],
     "lr-5e-4": ["optim.generator.lr=5e-4", "optim.discriminator.lr=5e-4"],
     "lr-3e-4": ["optim.generator.lr=3e-4", "optim.discriminator.lr=3e-4"],
     "lr-2e-4": ["optim.generator.lr=2e-4", "optim.discriminator.lr=2e-4"],
