@@ -28,6 +28,14 @@ def test_variants_combine_and_unknown_names_are_refused(ablations):
         ablations.variant_overrides("default+nope", [])
 
 
+def test_every_variant_composes_with_the_training_config(ablations, tiny_cfg):
+    """A misspelt key in VARIANTS would otherwise fail only when a benchmark reaches it."""
+    from faceregen.config import check_train_settings
+
+    for name in ablations.VARIANTS:
+        check_train_settings(tiny_cfg(*ablations.variant_overrides(name, [])))
+
+
 def test_the_table_gives_the_mean_and_half_the_range_over_seeds(ablations, tmp_path, capsys):
     def scores(attribute: float) -> dict:
         protocol = {"attribute_accuracy": attribute, "segmentation_pixel_accuracy": 0.9,
