@@ -36,7 +36,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_module
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -47,7 +46,7 @@ from faceregen.models import build_networks, generate
 from faceregen.models.networks.layout import use_gpu_friendly_layers
 from faceregen.train.graphed import GraphedStep
 from faceregen.train.objectives import compile_for_shared_pass
-from faceregen.train.state import update_ema
+from faceregen.train.state import build_optimizers, update_ema
 from faceregen.train.step import StepModules, adversarial_step, autocast_for
 from faceregen.utils import autocast_dtype, resolve_device
 
@@ -134,9 +133,7 @@ def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: 
         opt_g = torch.optim.Adam(g_params, lr=2e-4, betas=(0.5, 0.999))
         opt_d = torch.optim.Adam(d_params, lr=2e-4, betas=(0.5, 0.999))
     else:  # the trainer's, from the config
-        opt_g = instantiate(cfg.optim.generator)(params=nets.generator_param_groups(
-            cfg.optim.generator.lr, cfg.optim.style_encoder_lr_scale))
-        opt_d = instantiate(cfg.optim.discriminator)(params=d_params)
+        opt_g, opt_d = build_optimizers(nets, cfg.optim)
     dtype = autocast_dtype(precision)
     autocast = autocast_for(device, dtype)
     modules = StepModules(  # as the trainer builds them; compiled below, after the FLOP count

@@ -17,9 +17,19 @@ from typing import Any
 
 import numpy as np
 import torch
+from hydra.utils import instantiate
 
 from faceregen import __version__
 from faceregen.utils import make_dirs
+
+
+def build_optimizers(nets, optim_cfg) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+    """The generator's optimiser (generator and style encoder, the encoder at
+    ``optim.style_encoder_lr_scale`` times the rate) and the discriminator's, from ``optim``."""
+    opt_g = instantiate(optim_cfg.generator)(params=nets.generator_param_groups(
+        optim_cfg.generator.lr, optim_cfg.style_encoder_lr_scale))
+    opt_d = instantiate(optim_cfg.discriminator)(params=list(nets.discriminator.parameters()))
+    return opt_g, opt_d
 
 
 def lr_factor(step: int, max_steps: int, decay_start: float) -> float:

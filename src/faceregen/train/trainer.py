@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from faceregen.checkpoint import (
@@ -41,6 +40,7 @@ from faceregen.train.state import (
     NonFiniteWatch,
     RunDirectoryLock,
     StopFlag,
+    build_optimizers,
     ema_decay_at,
     lr_factor,
     rng_state,
@@ -126,9 +126,7 @@ class Trainer:
 
         self.g_params = list(nets.generator_parameters())
         self.d_params = list(self.discriminator.parameters())
-        self.opt_g = instantiate(cfg.optim.generator)(params=nets.generator_param_groups(
-            cfg.optim.generator.lr, cfg.optim.style_encoder_lr_scale))
-        self.opt_d = instantiate(cfg.optim.discriminator)(params=self.d_params)
+        self.opt_g, self.opt_d = build_optimizers(nets, cfg.optim)
 
         def factor(step: int) -> float:
             return lr_factor(step, tcfg.max_steps, cfg.optim.decay_start)
