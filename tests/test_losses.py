@@ -15,12 +15,54 @@ from faceregen.errors import FaceregenError
 from faceregen.losses import (
     VGGPerceptualLoss,
     check_vgg_weights,
+    class_balanced_l1,
     feature_matching_loss,
     gan_loss,
     gradient_penalty,
     load_vgg19_features,
     perceptual,
 )
+
+# --- class-balanced L1 ----------------------------------------------------------------------------
+
+
+def one_hot_map(labels: torch.Tensor, classes: int = 19) -> torch.Tensor:
+    return F.one_hot(labels, classes).permute(0, 3, 1, 2).float()
+
+
+def test_class_balanced_l1_equals_the_plain_l1_on_equal_classes():
+    labels = torch.zeros(2, 8, 8, dtype=torch.long)
+    labels[:, :4, 4:], labels[:, 4:, :4], labels[:, 4:, 4:] = 3, 7, 18  # four equal quadrants
+    fake, real = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)
+    assert class_balanced_l1(fake, real, one_hot_map(labels)).item() == pytest.approx(
+        F.l1_loss(fake, real).item(), rel=1e-6)
+
+
+def test_class_balanced_l1_against_a_direct_loop():
+    torch.manual_seed(0)
+    labels = torch.randint(0, 5, (3, 6, 6))
+    labels[1] = 2  # one sample with a single class
+    fake, real = torch.randn(3, 3, 6, 6), torch.randn(3, 3, 6, 6)
+    per_sample = []
+    for b in range(3):
+        error = (fake[b] - real[b]).abs().mean(0)
+        classes = labels[b].unique()
+        per_sample.append(sum(error[labels[b] == c].mean() for c in classes) / len(classes))
+    expected = torch.stack(per_sample).mean()
+    assert class_balanced_l1(fake, real, one_hot_map(labels)).item() == pytest.approx(
+        expected.item(), rel=1e-6)
+
+
+def test_class_balanced_l1_weighs_a_small_class_like_a_large_one():
+    labels = torch.zeros(1, 10, 10, dtype=torch.long)
+    labels[0, 0, 0] = 4  # a one-pixel eye in a 99-pixel background
+    real = torch.zeros(1, 3, 10, 10)
+    fake = real.clone().requires_grad_(True)
+    class_balanced_l1(fake, real + 1, one_hot_map(labels)).backward()
+    eye, background = fake.grad[0, :, 0, 0], fake.grad[0, :, 5, 5]
+    assert torch.allclose(eye, eye.new_full((3,), -1 / 6))  # 1/2 class * 1/3 channel * 1/1 px
+    assert torch.allclose(eye, 99 * background)
+
 
 # --- adversarial --------------------------------------------------------------------------------
 

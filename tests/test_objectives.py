@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import faceregen.config  # noqa: F401  (registers the config schemas)
-from faceregen.losses import feature_matching_loss, gan_loss, gradient_penalty
+from faceregen.losses import class_balanced_l1, feature_matching_loss, gan_loss, gradient_penalty
 from faceregen.models import build_networks, generate
 from faceregen.train.objectives import (
     backward_separately,
@@ -40,7 +40,7 @@ def test_shared_pass_gradients_equal_the_three_pass_step(gan_mode, tiny_cfg):
     fake_features, real_features = discriminate(d, label, fake, real)
     d_terms = discriminator_objective(d, label, fake, real, fake_features, real_features,
                                       loss_cfg, apply_penalty=False)
-    g_terms = generator_objective(fake, real, fake_features, real_features, None, loss_cfg)
+    g_terms = generator_objective(label, fake, real, fake_features, real_features, None, loss_cfg)
     backward_separately(sum(d_terms.values()), d_params, sum(g_terms.values()), g_params)
     shared_d, shared_g = grads(d_params), grads(g_params)
 
@@ -101,8 +101,8 @@ def test_objective_options_reach_the_losses(tiny_cfg):
         torch.manual_seed(1)  # the same interpolation draw for every call
         d_terms = discriminator_objective(d, label, fake, real, fake_features, real_features,
                                           loss_cfg, apply_penalty=True)
-        return {**d_terms, **generator_objective(fake, real, fake_features, real_features, None,
-                                                 loss_cfg)}
+        return {**d_terms, **generator_objective(label, fake, real, fake_features,
+                                                 real_features, None, loss_cfg)}
 
     mean, summed = terms(), terms("loss.adv_scale_reduction=sum")
     for key in ("loss_d/fake", "loss_d/real", "loss_g/adv"):
@@ -114,6 +114,26 @@ def test_objective_options_reach_the_losses(tiny_cfg):
     patch_mean = terms("loss.gp_reduction=mean")["loss_d/gp"]
     assert patch_mean.item() == pytest.approx(cfg.loss.lambda_gp * expected.item(), rel=1e-5)
     assert patch_mean.item() != pytest.approx(mean["loss_d/gp"].item(), rel=1e-2)
+
+
+def test_the_class_balanced_l1_term_reads_the_label_map_it_is_given(tiny_cfg):
+    cfg, nets, label, real = tiny_setup(tiny_cfg, "lsgan")
+    fake = generate(nets.generator, nets.style_encoder, label, real, label)
+    fake_features, real_features = discriminate(nets.discriminator, label, fake, real)
+
+    def terms(label_map, *overrides):
+        loss_cfg = tiny_cfg(*overrides).loss
+        return generator_objective(label_map, fake, real, fake_features, real_features, None,
+                                   loss_cfg)
+
+    assert "loss_g/l1_class" not in terms(label)  # off unless asked for
+    weighted = terms(label, "loss.lambda_l1_class=2")["loss_g/l1_class"]
+    assert weighted.item() == pytest.approx(2 * class_balanced_l1(fake, real, label).item(),
+                                            rel=1e-6)
+    one_class = torch.zeros_like(label)
+    one_class[:, 0] = 1  # a single class: the plain L1
+    assert terms(one_class, "loss.lambda_l1_class=1")["loss_g/l1_class"].item() == pytest.approx(
+        F.l1_loss(fake, real).item(), rel=1e-6)
 
 
 def step_gradients(cfg, nets, label, real, compiled: bool, perceptual=None

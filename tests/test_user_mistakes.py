@@ -73,6 +73,7 @@ def test_a_bad_override_is_one_error_line_with_hydras_text_under_it(override, na
     ("trainer.max_steps=-1", "trainer.max_steps"),             # used to "finish" at step 0
     ("trainer.max_minutes=0", "trainer.max_minutes"),
     ("loss.lambda_vgg=-1", "loss.lambda_vgg"),
+    ("loss.lambda_l1_class=-1", "loss.lambda_l1_class"),
     ("data.region_recolor=-0.5", "data.region_recolor"),
     ("data.region_recolor=1.5", "data.region_recolor"),
 ])

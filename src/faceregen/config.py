@@ -133,6 +133,9 @@ class LossConfig:
     lambda_feat: float = MISSING
     lambda_vgg: float = MISSING
     lambda_l1: float = MISSING
+    # A second pixel L1 that averages within each label class first, so that a dozen-pixel eye
+    # counts as much as the background (losses/reconstruction.py).
+    lambda_l1_class: float = 0.0
     lambda_gp: float = MISSING
     gp_mode: str = MISSING
     # What the penalty differentiates per sample and scale: the sum of the patch logits (the
@@ -252,7 +255,8 @@ def check_train_settings(cfg) -> None:
     ema_decay = OmegaConf.select(cfg, "trainer.ema_decay")
     if ema_decay is not None and not 0 <= ema_decay < 1:
         raise FaceregenError(f"trainer.ema_decay={ema_decay}: must be in [0, 1)")
-    for key in ("loss.lambda_feat", "loss.lambda_vgg", "loss.lambda_l1", "loss.lambda_gp"):
+    for key in ("loss.lambda_feat", "loss.lambda_vgg", "loss.lambda_l1", "loss.lambda_l1_class",
+                "loss.lambda_gp"):
         value = OmegaConf.select(cfg, key)
         if value is not None and value < 0:
             raise FaceregenError(f"{key}={value}: a loss weight cannot be negative")

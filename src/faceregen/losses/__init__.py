@@ -10,8 +10,9 @@ from faceregen.losses.perceptual import (
     hub_cache_file,
     load_vgg19_features,
 )
+from faceregen.losses.reconstruction import class_balanced_l1
 
 __all__ = ["GAN_MODES", "GP_MODES", "GP_REDUCTIONS", "SCALE_REDUCTIONS", "VGG_INPUTS",
-           "VGGPerceptualLoss", "check_vgg_weights",
+           "VGGPerceptualLoss", "check_vgg_weights", "class_balanced_l1",
            "feature_matching_loss", "gan_loss", "gradient_penalty", "hub_cache_file",
            "load_vgg19_features"]

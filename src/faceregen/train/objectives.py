@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 from faceregen.losses.feature_matching import feature_matching_loss
 from faceregen.losses.gan import gan_loss
 from faceregen.losses.gradient_penalty import gradient_penalty
+from faceregen.losses.reconstruction import class_balanced_l1
 
 Features = list[list[torch.Tensor]]
 
@@ -64,12 +65,15 @@ def discriminator_objective(discriminator: torch.nn.Module, label_onehot: torch.
     return terms
 
 
-def generator_objective(fake: torch.Tensor, real: torch.Tensor, fake_features: Features,
-                        real_features: Features, perceptual: torch.nn.Module | None,
+def generator_objective(label_onehot: torch.Tensor, fake: torch.Tensor, real: torch.Tensor,
+                        fake_features: Features, real_features: Features,
+                        perceptual: torch.nn.Module | None,
                         loss_cfg: DictConfig) -> dict[str, torch.Tensor]:
-    """L_G = L_adv + lambda_feat L_fm + lambda_vgg L_vgg (+ lambda_l1 L_1).
+    """L_G = L_adv + lambda_feat L_fm + lambda_vgg L_vgg (+ lambda_l1 L_1
+    + lambda_l1_class L_1,class).
 
-    ``fake_features`` and ``real_features`` are the :func:`discriminate` outputs of the step.
+    ``fake_features`` and ``real_features`` are the :func:`discriminate` outputs of the step;
+    ``label_onehot`` (the label map the fakes were drawn from) weights the class-balanced L1.
     """
     terms = {"loss_g/adv": gan_loss(fake_features, True, mode=loss_cfg.gan_mode,
                                     for_discriminator=False,
@@ -81,6 +85,9 @@ def generator_objective(fake: torch.Tensor, real: torch.Tensor, fake_features: F
         terms["loss_g/vgg"] = loss_cfg.lambda_vgg * perceptual(fake, real)
     if loss_cfg.lambda_l1 > 0:
         terms["loss_g/l1"] = loss_cfg.lambda_l1 * F.l1_loss(fake, real)
+    if loss_cfg.lambda_l1_class > 0:
+        terms["loss_g/l1_class"] = loss_cfg.lambda_l1_class * class_balanced_l1(fake, real,
+                                                                                label_onehot)
     return terms
 
 

@@ -111,8 +111,8 @@ def compute_gradients(modules: StepModules, label_onehot: torch.Tensor, real: to
         d_terms = discriminator_objective(
             m.discriminator, label_onehot, fake, real, fake_features, real_features, loss_cfg,
             apply_penalty=apply_penalty, penalty_scale=float(every))
-        g_terms = generator_objective(fake, real, fake_features, real_features, m.perceptual,
-                                      loss_cfg)
+        g_terms = generator_objective(label_onehot, fake, real, fake_features, real_features,
+                                      m.perceptual, loss_cfg)
         loss_d = sum(d_terms.values())
         loss_g = sum(g_terms.values())
     m.opt_d.zero_grad(set_to_none=not keep_gradient_buffers)
