@@ -109,6 +109,18 @@ def test_report_experiments_follow_the_spec(hydra_configs):
     assert (style.loss.adv_scale_reduction, style.loss.vgg.input) == ("mean", "imagenet")
 
 
+def test_both_arms_of_the_synthetic_benchmark_train_with_one_objective(hydra_configs):
+    style = compose(config_name="train")
+    base = compose(config_name="train", overrides=["+experiment=synthetic_baseline"])
+    assert style.model.style_encoder is not None and base.model.style_encoder is None
+    assert style.loss == base.loss
+    # the offline default's pixel terms; the report's experiments keep the report's objective
+    assert (style.loss.lambda_l1, style.loss.lambda_l1_class) == (10, 10)
+    for experiment in ("celebamask", "pix2pixhd_baseline"):
+        report = compose(config_name="train", overrides=[f"+experiment={experiment}"])
+        assert (report.loss.lambda_l1, report.loss.lambda_l1_class) == (0, 0)
+
+
 def test_command_line_overrides_win_over_the_experiment(hydra_configs):
     cfg = compose(config_name="train",
                   overrides=["+experiment=celebamask", "model.generator.ngf=32", "data.size=256"])
