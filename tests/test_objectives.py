@@ -58,12 +58,13 @@ def test_shared_pass_gradients_equal_the_three_pass_step(gan_mode, tiny_cfg):
     pred_fake = d(torch.cat([label, fake], 1))
     loss_g = (gan_loss(pred_fake, True, mode=gan_mode, for_discriminator=False)
               + loss_cfg.lambda_feat * feature_matching_loss(pred_fake, pred_real)
-              + loss_cfg.lambda_l1 * F.l1_loss(fake, real))
+              + loss_cfg.lambda_l1 * F.l1_loss(fake, real)
+              + loss_cfg.lambda_l1_class * class_balanced_l1(fake, real, label))
     loss_g.backward()
     d.requires_grad_(True)
 
     assert set(d_terms) == {"loss_d/fake", "loss_d/real"}
-    assert set(g_terms) == {"loss_g/adv", "loss_g/feat", "loss_g/l1"}
+    assert set(g_terms) == {"loss_g/adv", "loss_g/feat", "loss_g/l1", "loss_g/l1_class"}
     assert torch.allclose(sum(d_terms.values()), loss_d, atol=1e-6)
     assert torch.allclose(sum(g_terms.values()), loss_g, atol=1e-6)
     assert any(g.abs().sum() > 0 for g in shared_d) and any(g.abs().sum() > 0 for g in shared_g)
@@ -126,7 +127,7 @@ def test_the_class_balanced_l1_term_reads_the_label_map_it_is_given(tiny_cfg):
         return generator_objective(label_map, fake, real, fake_features, real_features, None,
                                    loss_cfg)
 
-    assert "loss_g/l1_class" not in terms(label)  # off unless asked for
+    assert "loss_g/l1_class" not in terms(label, "loss.lambda_l1_class=0")  # off at 0
     weighted = terms(label, "loss.lambda_l1_class=2")["loss_g/l1_class"]
     assert weighted.item() == pytest.approx(2 * class_balanced_l1(fake, real, label).item(),
                                             rel=1e-6)
