@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -194,6 +195,17 @@ def test_resume_auto_continues_in_the_run_directory(train_data, tmp_path, tiny_c
     summary = train(tiny_cfg("trainer.resume=auto", data_dir=train_data), tmp_path)
     assert summary["step"] == 4
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 4
+
+
+def test_resuming_with_another_objective_warns_and_names_the_change(train_data, tmp_path,
+                                                                   tiny_cfg, caplog):
+    train(tiny_cfg("trainer.max_steps=2", "loss.lambda_l1_class=0", data_dir=train_data),
+          tmp_path)
+    with caplog.at_level(logging.WARNING, logger="faceregen.train"):
+        summary = train(tiny_cfg("trainer.resume=auto", "loss.lambda_l1_class=10",
+                                 data_dir=train_data), tmp_path)
+    assert summary["step"] == 4
+    assert "loss.lambda_l1_class: checkpoint 0.0, config 10.0" in caplog.text
 
 
 def test_incompatible_checkpoint_names_the_mismatch(train_data, tmp_path, tiny_cfg):

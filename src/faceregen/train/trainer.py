@@ -263,6 +263,15 @@ class Trainer:
             diff = config_differences(theirs, mine, "model")
             raise FaceregenError(f"{path}: checkpoint was trained with a different model config "
                                  f"({'; '.join(diff[:4])})")
+        if "loss" in stored:
+            # A changed objective is allowed (a deliberate fine-tune, or a default that moved
+            # since the run began) but should not pass unnoticed.
+            loss_diff = config_differences(OmegaConf.to_container(stored.loss, resolve=True),
+                                           OmegaConf.to_container(self.cfg.loss, resolve=True),
+                                           "loss")
+            if loss_diff:
+                log.warning("resuming %s with a different objective: %s", path,
+                            "; ".join(loss_diff))
         load_state(self.generator, state["generator"], "generator", path)
         load_state(self.discriminator, state["discriminator"], "discriminator", path)
         load_state(self.generator_ema, state["generator_ema"], "EMA generator", path)
