@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from faceregen.models.networks.encoder import region_average
+
 
 def class_balanced_l1(fake: torch.Tensor, real: torch.Tensor,
                       label_onehot: torch.Tensor) -> torch.Tensor:
@@ -16,8 +18,6 @@ def class_balanced_l1(fake: torch.Tensor, real: torch.Tensor,
     over colour channels, then pixels of a class, then present classes, then samples.
     """
     error = (fake.float() - real.float()).abs().mean(1, keepdim=True)
-    onehot = label_onehot.float()
-    counts = onehot.sum((2, 3))
-    class_means = (onehot * error).sum((2, 3)) / counts.clamp(min=1)
-    present = (counts > 0).float()
-    return ((class_means * present).sum(1) / present.sum(1).clamp(min=1)).mean()
+    class_means, present = region_average(error, label_onehot)           # [B, K, 1], [B, K]
+    present = present.float()
+    return ((class_means[..., 0] * present).sum(1) / present.sum(1).clamp(min=1)).mean()
