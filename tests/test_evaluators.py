@@ -217,3 +217,32 @@ def test_evaluators_cli_trains_into_out_dir(writable_dataset, tmp_path, capsys):
 def test_evaluators_cli_rejects_unprepared_folder(tmp_path):
     with pytest.raises(FaceregenError, match="faceregen data prepare"):
         evaluation_cli.main(["train", "--data", str(tmp_path)])
+
+
+def test_train_evaluator_weights_follow_cpu_threads_not_the_callers(writable_dataset, tmp_path):
+    """The thread count changes the weights (the order of the gradient sums); the pinned count
+    makes them the same whatever the caller's, and the caller's count is restored."""
+    def weights(caller_threads: int, pinned: int, name: str) -> dict:
+        torch.set_num_threads(caller_threads)
+        path = tmp_path / name / "parser.pt"
+        train_evaluator("parser", writable_dataset, out_path=path, steps=4, batch_size=8,
+                        architecture={"channels": 8, "depth": 2}, device="cpu",
+                        cpu_threads=pinned, validation_splits=(), progress=False)
+        assert torch.get_num_threads() == caller_threads
+        return torch.load(path, weights_only=True)["state_dict"]
+
+    previous = torch.get_num_threads()
+    try:
+        one_caller, three_callers = weights(1, 2, "a"), weights(3, 2, "b")
+        one_thread = weights(2, 1, "c")
+    finally:
+        torch.set_num_threads(previous)
+    assert all(torch.equal(one_caller[k], three_callers[k]) for k in one_caller)
+    assert not all(torch.equal(one_caller[k], one_thread[k]) for k in one_caller)
+
+
+def test_train_evaluator_refuses_zero_cpu_threads(writable_dataset):
+    with pytest.raises(FaceregenError, match="cpu_threads=0"):
+        train_evaluator("parser", writable_dataset, steps=1, batch_size=4, device="cpu",
+                        architecture={"channels": 4, "depth": 2}, cpu_threads=0,
+                        validation_splits=(), progress=False)

@@ -43,6 +43,9 @@ def parser() -> argparse.ArgumentParser:
                        help="comma-separated attribute names for the classifier (default all)")
     train.add_argument("--device", default="auto")
     train.add_argument("--seed", type=int, default=int(defaults.seed))
+    train.add_argument("--cpu-threads", type=int, default=defaults.get("cpu_threads"),
+                       help="CPU threads while training (default %(default)s; the weights "
+                            "depend on it, so keep it fixed to get the same evaluators)")
     train.add_argument("--num-workers", type=int, default=0)
     train.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return ap
@@ -67,7 +70,8 @@ def main(argv: list[str]) -> None:
         out_path = (args.out / f"{kind}.pt" if args.out
                     else default_evaluator_path(args.data, kind))
         train_from_settings(kind, args.data, settings, out_path=out_path,
-                            device=args.device, seed=args.seed, num_workers=args.num_workers,
+                            device=args.device, seed=args.seed, cpu_threads=args.cpu_threads,
+                            num_workers=args.num_workers,
                             progress=not args.no_progress)
 
 

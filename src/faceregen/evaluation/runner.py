@@ -81,8 +81,8 @@ def ensure_evaluators(ev_cfg: DictConfig, data_root: Path, device: torch.device,
             print(f"no {kind} evaluator at {path}: training one first on the train split of "
                   f"{data_root} ({settings.steps} steps)", flush=True)
             train_from_settings(kind, data_root, settings, out_path=path, device=str(device),
-                                seed=int(ev_cfg.seed), num_workers=num_workers,
-                                progress=progress)
+                                seed=int(ev_cfg.seed), cpu_threads=ev_cfg.get("cpu_threads"),
+                                num_workers=num_workers, progress=progress)
         loaded[kind] = load_evaluator(path, kind, device)
     return loaded
 

@@ -11,8 +11,10 @@ JSON file beside it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +69,30 @@ def class_weights(dataset: Dataset, max_images: int = 500, max_ratio: float = 10
     weights = frequency.clamp_min(1e-12).rsqrt()
     weights = weights.clamp_max(weights.min() * max_ratio)
     return (weights / (weights * frequency).sum()).float()
+
+
+@contextlib.contextmanager
+def fixed_cpu_threads(count: int | None, device: torch.device) -> Iterator[None]:
+    """Run the block with ``count`` CPU threads (then restore the caller's count).
+
+    On the CPU the threads split the sums of each convolution's gradient, so the order of the
+    floating-point additions, and with it every weight of a trained evaluator, depends on the
+    thread count (30 parser steps with one and with two threads end up to 1.1 apart in a
+    weight), and evaluators trained apart have scored the same generated faces 1.5 points
+    apart. A fixed count gives every checkout the same evaluators on the same torch build and
+    CPU kind. None leaves the count alone; off the CPU it does nothing.
+    """
+    if count is None or device.type != "cpu":
+        yield
+        return
+    if count < 1:
+        raise FaceregenError(f"evaluators.cpu_threads={count}: must be at least 1")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def endless(loader: DataLoader):
@@ -130,7 +156,8 @@ def validate(kind: str, network: nn.Module, dataset: Dataset, *, names: list[str
 
 def train_from_settings(kind: str, data_root: str | Path, settings: DictConfig, *,
                         out_path: str | Path, device: str = "auto", seed: int = 0,
-                        num_workers: int = 0, progress: bool = True) -> dict[str, Any]:
+                        cpu_threads: int | None = None, num_workers: int = 0,
+                        progress: bool = True) -> dict[str, Any]:
     """:func:`train_evaluator` with the options of an ``evaluators.<kind>`` config node (steps,
     batch_size, lr, architecture, optional names and weight_decay)."""
     names = settings.get("names")
@@ -140,20 +167,23 @@ def train_from_settings(kind: str, data_root: str | Path, settings: DictConfig, 
         architecture=OmegaConf.to_container(settings.architecture, resolve=True),
         attribute_names=list(names) if names else None,
         weight_decay=float(settings.get("weight_decay", 0.0)), device=device, seed=seed,
-        num_workers=num_workers, progress=progress)
+        cpu_threads=cpu_threads, num_workers=num_workers, progress=progress)
 
 
 def train_evaluator(kind: str, data_root: str | Path, *, out_path: str | Path | None = None,
                     steps: int = 600, batch_size: int = 16, lr: float = 2e-3,
                     architecture: dict[str, Any] | None = None,
                     attribute_names: list[str] | None = None, device: str = "auto",
-                    weight_decay: float = 0.0, seed: int = 0,
+                    weight_decay: float = 0.0, seed: int = 0, cpu_threads: int | None = None,
                     num_workers: int = 0, validation_splits=("val", "test"),
                     progress: bool = True) -> dict[str, Any]:
     """Train one evaluator, save it (default ``<root>/evaluators/<kind>.pt``), return its scores.
 
     ``architecture`` holds the network's constructor arguments (``channels``, ``depth``); the
-    classifier's attribute count follows ``attribute_names`` (all 40 when None).
+    classifier's attribute count follows ``attribute_names`` (all 40 when None). On the CPU,
+    ``cpu_threads`` fixes the thread count of training and validation
+    (:func:`fixed_cpu_threads`), so that the same command trains the same weights whatever the
+    caller's thread count.
     """
     if kind not in KINDS:
         raise FaceregenError(f"unknown evaluator kind '{kind}' (choose from {', '.join(KINDS)})")
@@ -169,7 +199,7 @@ def train_evaluator(kind: str, data_root: str | Path, *, out_path: str | Path | 
     sample = train_set[0]
     image_size = int(sample["image"].shape[-1])
 
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), fixed_cpu_threads(cpu_threads, device):
         torch.manual_seed(seed)
         network = build_evaluator(kind, architecture).to(device)
         optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=weight_decay)
@@ -206,8 +236,10 @@ def train_evaluator(kind: str, data_root: str | Path, *, out_path: str | Path | 
             dataset = open_split(data_root, split)
         except FaceregenError:  # the split has no faces (e.g. no val split in `index`)
             continue
-        scores[split] = validate(kind, network, dataset, names=names, batch_size=batch_size,
-                                 device=device, num_workers=num_workers, progress=progress)
+        with fixed_cpu_threads(cpu_threads, device):
+            scores[split] = validate(kind, network, dataset, names=names,
+                                     batch_size=batch_size, device=device,
+                                     num_workers=num_workers, progress=progress)
     save_evaluator(out_path, kind, network, architecture, image_size=image_size,
                    data_root=data_root, steps=steps, metrics=scores,
                    attribute_names=names if kind == "attributes" else None)
