@@ -246,3 +246,25 @@ def test_train_evaluator_refuses_zero_cpu_threads(writable_dataset):
         train_evaluator("parser", writable_dataset, steps=1, batch_size=4, device="cpu",
                         architecture={"channels": 4, "depth": 2}, cpu_threads=0,
                         validation_splits=(), progress=False)
+
+
+def test_label_map_ceiling_script_reads_attributes_from_label_maps(writable_dataset, tmp_path,
+                                                                   capsys):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "label_map_ceiling.py"
+    spec = importlib.util.spec_from_file_location("label_map_ceiling", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(FaceregenError, match="attributes"):  # no photo classifier yet
+        module.main([str(writable_dataset), "--steps", "1"])
+    train_evaluator("attributes", writable_dataset, steps=1, batch_size=4, device="cpu",
+                    architecture={"channels": 4, "depth": 2}, validation_splits=(),
+                    progress=False)
+    module.main([str(writable_dataset), "--steps", "2", "--split", "train",  # 12 faces in all
+                 "--out", str(tmp_path / "rows.json")])
+    rows = json.loads((tmp_path / "rows.json").read_text())
+    assert rows and set(rows) <= set(evaluation_cli.evaluator_defaults().geometry_attributes)
+    assert all(0 <= row["label_map"] <= 1 and 0 <= row["photo"] <= 1 for row in rows.values())
+    assert f"| {next(iter(rows))} |" in capsys.readouterr().out
