@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> None:
     photo = load_evaluator(default_evaluator_path(args.data, "attributes"), "attributes")
     if tuple(photo.attribute_names) != tuple(ATTRIBUTE_NAMES):
         raise FaceregenError(f"{photo.path}: not a classifier of all 40 attributes")
-    with torch.random.fork_rng(devices=[]), fixed_cpu_threads(2, torch.device("cpu")):
+    with torch.random.fork_rng(devices=[]), fixed_cpu_threads(
+            evaluator_defaults().get("cpu_threads"), torch.device("cpu")):
         torch.manual_seed(0)
         network = AttributeClassifier(channels=12, depth=3, in_channels=NUM_CLASSES)
         optimizer = torch.optim.AdamW(network.parameters(), lr=0.01)
