@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -250,9 +252,6 @@ def test_train_evaluator_refuses_zero_cpu_threads(writable_dataset):
 
 def test_label_map_ceiling_script_reads_attributes_from_label_maps(writable_dataset, tmp_path,
                                                                    capsys):
-    import importlib.util
-    from pathlib import Path
-
     script = Path(__file__).resolve().parents[1] / "scripts" / "label_map_ceiling.py"
     spec = importlib.util.spec_from_file_location("label_map_ceiling", script)
     module = importlib.util.module_from_spec(spec)
