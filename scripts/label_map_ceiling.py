@@ -1,16 +1,17 @@
 """How well each geometry attribute can be read from the label map alone.
 
-    python scripts/label_map_ceiling.py data/synthetic/prepared-64 [--steps 2000]
+    python scripts/label_map_ceiling.py data/synthetic/prepared-64 [--steps N]
 
 A generator sees the label map, not the photo it was cut from: where the label map (nearest-
 sampled at the dataset's size) no longer decides an attribute, say lips a pixel thicker, no
 generator can draw it, however good. This trains the attribute classifier's network with the
-one-hot label map as its input instead of the photo (same recipe as the evaluator: 2000 steps
-of 16, AdamW with a one-cycle schedule, horizontal flips, the auxiliary segmentation loss) and
-prints, per geometry attribute that varies in the test split, its accuracy beside the photo
-classifier's (the GT row's). Where the label map reads an attribute worse than the photo does,
-the label-map figure is about as far as a generator's faces can take the photo classifier on it;
-where it reads it as well or better, the label map is not what holds a generator back.
+one-hot label map as its input instead of the photo, with the evaluator's recipe and settings
+(`fit` and `evaluators.attributes`: AdamW with a one-cycle schedule, horizontal flips, the
+auxiliary segmentation loss), and prints, per geometry attribute that varies in the test split,
+its accuracy beside the photo classifier's (the GT row's). Where the label map reads an
+attribute worse than the photo does, the label-map figure is about as far as a generator's faces
+can take the photo classifier on it; where it reads it as well or better, the label map is not
+what holds a generator back.
 """
 
 from __future__ import annotations
@@ -27,15 +28,13 @@ from torch.utils.data import DataLoader
 from faceregen.cli import user_errors
 from faceregen.errors import FaceregenError
 from faceregen.evaluation.cli import evaluator_defaults
-from faceregen.evaluation.evaluators import default_evaluator_path, load_evaluator
-from faceregen.evaluation.train_evaluators import (
-    class_weights,
-    endless,
-    fixed_cpu_threads,
-    open_split,
+from faceregen.evaluation.evaluators import (
+    build_evaluator,
+    default_evaluator_path,
+    load_evaluator,
 )
+from faceregen.evaluation.train_evaluators import fit, fixed_cpu_threads, open_split
 from faceregen.labels import ATTRIBUTE_NAMES, NUM_CLASSES
-from faceregen.models.networks.evaluators import AttributeClassifier
 
 
 def one_hot(labels: torch.Tensor) -> torch.Tensor:
@@ -57,7 +56,8 @@ def accuracy(network, loader, read) -> torch.Tensor:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data", type=Path, help="prepared dataset root")
-    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--steps", type=int, default=None,
+                        help="training steps (default: the attribute evaluator's)")
     parser.add_argument("--split", default="test", help="the split to score (default test)")
     parser.add_argument("--out", type=Path, default=None, help="also write the rows as JSON")
     args = parser.parse_args(argv)
@@ -66,37 +66,27 @@ def main(argv: list[str] | None = None) -> None:
     photo = load_evaluator(default_evaluator_path(args.data, "attributes"), "attributes")
     if tuple(photo.attribute_names) != tuple(ATTRIBUTE_NAMES):
         raise FaceregenError(f"{photo.path}: not a classifier of all 40 attributes")
-    with torch.random.fork_rng(devices=[]), fixed_cpu_threads(
-            evaluator_defaults().get("cpu_threads"), torch.device("cpu")):
-        torch.manual_seed(0)
-        network = AttributeClassifier(channels=12, depth=3, in_channels=NUM_CLASSES)
-        optimizer = torch.optim.AdamW(network.parameters(), lr=0.01)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.01,
-                                                       total_steps=args.steps, pct_start=0.15)
-        weights = class_weights(train_set)
-        batches = endless(DataLoader(train_set, batch_size=16, shuffle=True,
-                                     drop_last=len(train_set) >= 16,
-                                     generator=torch.Generator().manual_seed(0)))
-        network.train()
-        for _ in range(args.steps):
-            batch = next(batches)
-            logits, segmentation = network(one_hot(batch["label"]), return_segmentation=True)
-            loss = (F.binary_cross_entropy_with_logits(logits, batch["attributes"])
-                    + F.cross_entropy(segmentation, batch["label"], weight=weights))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+    defaults = evaluator_defaults()
+    recipe, cpu = defaults.attributes, torch.device("cpu")
+    with torch.random.fork_rng(devices=[]), fixed_cpu_threads(defaults.get("cpu_threads"), cpu):
+        torch.manual_seed(int(defaults.seed))
+        network = build_evaluator("attributes", {**recipe.architecture,
+                                                 "in_channels": NUM_CLASSES})
+        fit("attributes", network, train_set, steps=args.steps or int(recipe.steps),
+            batch_size=int(recipe.batch_size), lr=float(recipe.lr),
+            weight_decay=float(recipe.get("weight_decay", 0.0)),
+            columns=list(range(len(ATTRIBUTE_NAMES))), device=cpu, seed=int(defaults.seed),
+            inputs=lambda batch: one_hot(batch["label"]), progress=False)
         loader = DataLoader(test_set, batch_size=16)
         from_labels = accuracy(network, loader, lambda batch: one_hot(batch["label"]))
         from_photos = accuracy(photo.network, loader, lambda batch: batch["image"])
     positive_rate = torch.stack([test_set[i]["attributes"] for i in range(len(test_set))]).mean(0)
-    varying = [name for name in evaluator_defaults().geometry_attributes
+    varying = [name for name in defaults.geometry_attributes
                if 0 < positive_rate[ATTRIBUTE_NAMES.index(name)] < 1]
     rows = {name: {"label_map": from_labels[ATTRIBUTE_NAMES.index(name)].item(),
                    "photo": from_photos[ATTRIBUTE_NAMES.index(name)].item()}
             for name in varying}
-    print(f"{args.split} split of {args.data} ({len(test_set)} faces), {args.steps} steps\n")
+    print(f"{args.split} split of {args.data} ({len(test_set)} faces)\n")
     print("| attribute | from the label map (%) | from the photo (%) |\n|---|---|---|")
     for name, row in rows.items():
         print(f"| {name} | {100 * row['label_map']:.1f} | {100 * row['photo']:.1f} |")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +154,43 @@ def validate(kind: str, network: nn.Module, dataset: Dataset, *, names: list[str
     return {"n_images": len(dataset), **summary}
 
 
+def fit(kind: str, network: nn.Module, train_set: Dataset, *, steps: int, batch_size: int,
+        lr: float, weight_decay: float, columns: list[int], device: torch.device, seed: int,
+        num_workers: int = 0, progress: bool = True,
+        inputs: Callable[[dict], torch.Tensor] | None = None) -> None:
+    """The evaluators' training recipe: AdamW with a one-cycle schedule, frequency-balanced
+    cross-entropy on the label map (the classifier adds BCE on the attributes ``columns``).
+    ``inputs`` turns a batch into the network's input (default: the photo)."""
+    optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps,
+                                                   pct_start=0.15)
+    weights = class_weights(train_set).to(device)
+    loader = DataLoader(train_set, batch_size=batch_size, shuffle=True,
+                        drop_last=len(train_set) >= batch_size, num_workers=num_workers,
+                        generator=torch.Generator().manual_seed(seed))
+    network.train()
+    bar = tqdm(range(steps), desc=f"train {kind} evaluator", disable=not progress)
+    batches = endless(loader)
+    for step in bar:
+        batch = next(batches)
+        images = (inputs(batch) if inputs else batch["image"]).to(device)
+        labels = batch["label"].to(device)
+        if kind == "parser":
+            loss = F.cross_entropy(network(images), labels, weight=weights)
+        else:  # attributes, with the trunk's auxiliary segmentation loss
+            targets = batch["attributes"][:, columns].to(device)
+            logits, segmentation = network(images, return_segmentation=True)
+            loss = (F.binary_cross_entropy_with_logits(logits, targets)
+                    + F.cross_entropy(segmentation, labels, weight=weights))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if step % 10 == 0 or step == steps - 1:
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+    bar.close()
+
+
 def train_from_settings(kind: str, data_root: str | Path, settings: DictConfig, *,
                         out_path: str | Path, device: str = "auto", seed: int = 0,
                         cpu_threads: int | None = None, num_workers: int = 0,
@@ -202,33 +239,9 @@ def train_evaluator(kind: str, data_root: str | Path, *, out_path: str | Path | 
     with torch.random.fork_rng(devices=[]), fixed_cpu_threads(cpu_threads, device):
         torch.manual_seed(seed)
         network = build_evaluator(kind, architecture).to(device)
-        optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=weight_decay)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps,
-                                                       pct_start=0.15)
-        weights = class_weights(train_set).to(device)
-        loader = DataLoader(train_set, batch_size=batch_size, shuffle=True,
-                            drop_last=len(train_set) >= batch_size, num_workers=num_workers,
-                            generator=torch.Generator().manual_seed(seed))
-        network.train()
-        bar = tqdm(range(steps), desc=f"train {kind} evaluator", disable=not progress)
-        batches = endless(loader)
-        for step in bar:
-            batch = next(batches)
-            images, labels = batch["image"].to(device), batch["label"].to(device)
-            if kind == "parser":
-                loss = F.cross_entropy(network(images), labels, weight=weights)
-            else:  # attributes, with the trunk's auxiliary segmentation loss
-                targets = batch["attributes"][:, columns].to(device)
-                logits, segmentation = network(images, return_segmentation=True)
-                loss = (F.binary_cross_entropy_with_logits(logits, targets)
-                        + F.cross_entropy(segmentation, labels, weight=weights))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            if step % 10 == 0 or step == steps - 1:
-                bar.set_postfix(loss=f"{loss.item():.4f}")
-        bar.close()
+        fit(kind, network, train_set, steps=steps, batch_size=batch_size, lr=lr,
+            weight_decay=weight_decay, columns=columns, device=device, seed=seed,
+            num_workers=num_workers, progress=progress)
 
     scores = {}
     for split in validation_splits:
