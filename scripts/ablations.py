@@ -36,6 +36,7 @@ VARIANTS: dict[str, list[str] | None] = {
     "decoder-adain": ["model.generator.decoder_norm=adain"],
     "decoder-none": ["model.generator.decoder_norm=none"],
     "no-mean2": ["model.generator.block_second_shift=false"],
+    "label-skips": ["model.generator.label_skips=true"],
     "gp-mean": ["loss.gp_reduction=mean"],
     "gp-r1": ["loss.gp_mode=r1"],
     "gp-off": ["loss.lambda_gp=0"],

@@ -424,6 +424,53 @@ def test_without_the_second_shift_the_style_has_three_quarters():
     torch.testing.assert_close(short(label, style), full(label, torch.cat(padded, 1)))
 
 
+@pytest.mark.parametrize("upsample", ["resize", "transpose"])
+def test_label_skips_feed_the_label_map_to_every_decoder_conv(upsample):
+    """Each decoder conv gets the label map, area-resized to its input, as extra channels: with
+    the output conv's feature weights zeroed, the image is tanh(conv7x7(label map)) exactly."""
+    torch.manual_seed(0)
+    generator = GlobalGenerator(LABELS, 3, ngf=8, n_downsample=2, n_blocks=1, use_style=False,
+                                upsample=upsample, label_skips=True, **PIX2PIXHD)
+    convs = [m for m in generator.decoder if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    assert [c.in_channels for c in convs] == [32 + LABELS, 16 + LABELS, 8 + LABELS]
+    plain = GlobalGenerator(LABELS, 3, ngf=8, n_downsample=2, n_blocks=1, use_style=False,
+                            upsample=upsample, **PIX2PIXHD)
+    assert count(generator) - count(plain) == LABELS * sum(  # weights per input channel
+        c.weight.numel() // c.in_channels for c in convs)
+
+    label = one_hot_labels(2, 32, 32)
+    out_conv = convs[-1]
+    with torch.no_grad():
+        out_conv.weight[:, :8] = 0
+        expected = torch.tanh(F.conv2d(F.pad(label, (3, 3, 3, 3), mode="reflect"),
+                                       out_conv.weight[:, 8:], out_conv.bias))
+        torch.testing.assert_close(generator(label), expected)
+
+    # the middle skips see the label map at 8x8 / 16x16 (the conv's input resolution)
+    seen = []
+    for module in generator.decoder:
+        if type(module).__name__ == "LabelSkip":
+            module.register_forward_hook(lambda m, inputs, out: seen.append(out[:, -LABELS:]))
+    generator(label)
+    expected_sizes = {"resize": [16, 32, 32], "transpose": [8, 16, 32]}[upsample]
+    assert [s.shape[-1] for s in seen] == expected_sizes
+    torch.testing.assert_close(seen[0], F.adaptive_avg_pool2d(label, expected_sizes[0]))
+
+
+def test_label_skips_work_with_style_and_the_regional_generator():
+    from faceregen.models.networks.generator import RegionalGenerator
+
+    kwargs = dict(ngf=8, n_downsample=2, n_blocks=1, use_style=True, upsample="resize",
+                  decoder_norm="adain", block_second_shift=True, label_skips=True)
+    label = one_hot_labels(2, 32, 32)
+    generator = GlobalGenerator(LABELS, 3, **kwargs)
+    style = torch.randn(2, generator.num_style_params) * 0.3
+    regional = RegionalGenerator(LABELS, 3, **kwargs)
+    regional.load_state_dict(generator.state_dict())
+    rows = style[:, None].expand(2, 1 + LABELS, -1)
+    torch.testing.assert_close(regional(label, rows), generator(label, style))
+
+
 def test_generator_options_are_checked():
     kwargs = dict(ngf=4, n_downsample=2, n_blocks=1, upsample="resize", block_second_shift=True)
     with pytest.raises(FaceregenError, match="decoder_norm must be one of"):

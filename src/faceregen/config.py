@@ -80,6 +80,8 @@ class GeneratorConfig:
     decoder_norm: str = "instance"
     # The residual blocks' second AdaIN mean (the report's); false drops it from the style.
     block_second_shift: bool = True
+    # The label map fed again to every decoder convolution (not in pix2pixHD or the report).
+    label_skips: bool = False
 
 
 @dataclass

@@ -15,7 +15,8 @@ from faceregen.errors import FaceregenError
 # Generator arguments added after checkpoints were first written, with the value a stored config
 # without them meant: the architecture of that time. Deliberately not the schema's defaults,
 # which the benchmark may change; an old checkpoint must keep the network it was trained as.
-LEGACY_GENERATOR_ARGUMENTS = {"decoder_norm": "instance", "block_second_shift": True}
+LEGACY_GENERATOR_ARGUMENTS = {"decoder_norm": "instance", "block_second_shift": True,
+                              "label_skips": False}
 
 
 @dataclass

@@ -36,6 +36,21 @@ DECODER_NORMS = ("instance", "layer", "group", "adain", "none")
 DECODER_GROUPS = 8
 
 
+class LabelSkip(nn.Module):
+    """Appends the label map, area-resized to the features' size, as extra input channels.
+
+    pix2pixHD's generator sees the label map once, at its input; after the bottleneck the
+    decoder must redraw small parts (lips, brows: a few pixels at 64 px) from coarse features.
+    U-Net's skips and SPADE's per-layer label modulation give the decoder the layout again at
+    every resolution; this is the cheapest form of that, a skip of the label map alone. Without
+    parameters: the convolution after it has ``label_classes`` more input channels.
+    """
+
+    def forward(self, features: torch.Tensor, label_onehot: torch.Tensor) -> torch.Tensor:
+        label = F.adaptive_avg_pool2d(label_onehot.to(features.dtype), features.shape[-2:])
+        return torch.cat([features, label], dim=1)
+
+
 class ResnetBlock(nn.Module):
     """conv3x3-norm-ReLU-conv3x3-norm plus the input, reflection padding.
 
@@ -103,14 +118,16 @@ class GlobalGenerator(nn.Module):
     conv3x3, free of checkerboard artefacts), c7s1-``out_channels``, tanh. InstanceNorm without
     affine and ReLU after every conv outside the blocks except the last; ``decoder_norm``
     replaces the first upsampling's InstanceNorm (DECODER_NORMS), ``block_second_shift=False``
-    drops the blocks' second AdaIN mean (:class:`ResnetBlock`).
+    drops the blocks' second AdaIN mean (:class:`ResnetBlock`). ``label_skips=True`` feeds the
+    label map again to every decoder convolution (:class:`LabelSkip`; not in pix2pixHD or the
+    report).
     """
 
     regional = False  # one style per sample (RegionalGenerator: one per label class)
 
     def __init__(self, label_classes: int, out_channels: int, ngf: int, n_downsample: int,
                  n_blocks: int, use_style: bool, upsample: str, decoder_norm: str,
-                 block_second_shift: bool):
+                 block_second_shift: bool, label_skips: bool = False):
         super().__init__()
         if upsample not in UPSAMPLE_MODES:
             raise FaceregenError(
@@ -144,19 +161,27 @@ class GlobalGenerator(nn.Module):
                                     for _ in range(n_blocks))
         self.decoder_style_params = 2 * (channels // 2) if decoder_norm == "adain" else 0
 
+        # With label_skips a LabelSkip sits just before each convolution (after the nearest
+        # upsampling, so the label map joins at the conv's own resolution) and widens its input.
+        def skip() -> list[nn.Module]:
+            return [LabelSkip()] if label_skips else []
+
+        extra = label_classes if label_skips else 0
         layers = []
         for index in range(n_downsample):
             if upsample == "transpose":
-                layers.append(nn.ConvTranspose2d(channels, channels // 2, 3, stride=2, padding=1,
-                                                 output_padding=1))
+                layers += [*skip(), nn.ConvTranspose2d(channels + extra, channels // 2, 3, stride=2,
+                                                     padding=1, output_padding=1)]
             else:
-                layers += [nn.Upsample(scale_factor=2, mode="nearest"),
-                           nn.Conv2d(channels, channels // 2, 3, padding=1)]
+                layers += [nn.Upsample(scale_factor=2, mode="nearest"), *skip(),
+                           nn.Conv2d(channels + extra, channels // 2, 3, padding=1)]
             norm = "instance" if index > 0 else decoder_norm
             layers += [decoder_norm_layer(norm, channels // 2), nn.ReLU()]
             channels //= 2
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(channels, out_channels, 7), nn.Tanh()]
+        layers += [*skip(), nn.ReflectionPad2d(3), nn.Conv2d(channels + extra, out_channels, 7),
+                   nn.Tanh()]
         self.decoder = nn.Sequential(*layers)
+        self.label_skips = label_skips
         init_weights(self)
 
     @property
@@ -185,7 +210,7 @@ class GlobalGenerator(nn.Module):
         h = self.encoder(label_onehot)
         for block, block_style in zip(self.blocks, block_styles):
             h = block(h, block_style)
-        return self._decode(h, decoder_style)
+        return self._decode(h, decoder_style, label_onehot)
 
     def _check_labels(self, label_onehot: torch.Tensor) -> None:
         height, width = label_onehot.shape[-2:]
@@ -199,12 +224,19 @@ class GlobalGenerator(nn.Module):
                 f"the generator expects {self.label_classes} label channels, "
                 f"got {label_onehot.shape[1]}")
 
-    def _decode(self, h: torch.Tensor, decoder_style: torch.Tensor | None) -> torch.Tensor:
-        if self.decoder_norm != "adain":
+    def _decode(self, h: torch.Tensor, decoder_style: torch.Tensor | None,
+                label_onehot: torch.Tensor) -> torch.Tensor:
+        if self.decoder_norm != "adain" and not self.label_skips:
             return self.decoder(h)
-        mean, std_offset = decoder_style.chunk(2, dim=1)
+        if decoder_style is not None:
+            mean, std_offset = decoder_style.chunk(2, dim=1)
         for layer in self.decoder:
-            h = layer(h, mean, 1 + std_offset) if isinstance(layer, AdaIN) else layer(h)
+            if isinstance(layer, AdaIN):
+                h = layer(h, mean, 1 + std_offset)
+            elif isinstance(layer, LabelSkip):
+                h = layer(h, label_onehot)
+            else:
+                h = layer(h)
         return h
 
 
@@ -225,12 +257,12 @@ class RegionalGenerator(GlobalGenerator):
 
     def __init__(self, label_classes: int, out_channels: int, ngf: int, n_downsample: int,
                  n_blocks: int, use_style: bool, upsample: str, decoder_norm: str,
-                 block_second_shift: bool):
+                 block_second_shift: bool, label_skips: bool = False):
         if not use_style:
             raise FaceregenError("the regional generator needs a style encoder "
                                  "(model.style_encoder); use GlobalGenerator without one")
         super().__init__(label_classes, out_channels, ngf, n_downsample, n_blocks, use_style,
-                         upsample, decoder_norm, block_second_shift)
+                         upsample, decoder_norm, block_second_shift, label_skips)
         for block in self.blocks:
             block.norm1, block.norm2 = SpatialAdaIN(), SpatialAdaIN()
 
@@ -251,4 +283,4 @@ class RegionalGenerator(GlobalGenerator):
         weights = F.adaptive_avg_pool2d(label_onehot.to(h.dtype), h.shape[-2:])
         for block, region_style in zip(self.blocks, block_styles):
             h = block(h, torch.einsum("bkhw,bkp->bphw", weights, region_style.to(h.dtype)))
-        return self._decode(h, decoder_style)
+        return self._decode(h, decoder_style, label_onehot)
