@@ -33,9 +33,11 @@ def inputs(tmp_path):
     return label, photo
 
 
-@pytest.mark.parametrize("model", ["style_pix2pixhd", "pix2pixhd"])
-def test_export_round_trip(tmp_path, capsys, model, tiny_cfg, tiny_checkpoint):
-    ckpt = tiny_checkpoint(tmp_path / "last.pt", tiny_cfg(f"model={model}"), step=11,
+@pytest.mark.parametrize("model,extra", [
+    ("style_pix2pixhd", []), ("pix2pixhd", []),
+    ("style_pix2pixhd", ["model.generator.label_skips=true"])])
+def test_export_round_trip(tmp_path, capsys, model, extra, tiny_cfg, tiny_checkpoint):
+    ckpt = tiny_checkpoint(tmp_path / "last.pt", tiny_cfg(f"model={model}", *extra), step=11,
                            ema_offset=0.01)
     cli_main(["export", "--ckpt", str(ckpt), "--out", str(tmp_path / "g.safetensors")])
     assert capsys.readouterr().out.strip() == str(tmp_path / "g.safetensors")
