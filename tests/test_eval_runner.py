@@ -213,6 +213,14 @@ def test_eval_end_to_end_with_baseline_and_auto_trained_evaluators(eval_data, tm
         counts = recon["attribute_counts"]
         assert sum(counts.values()) == 4 * len(saved["attribute_groups"]["geometry"]
                                                + saved["attribute_groups"]["appearance"])
+        per_attribute = recon["per_attribute_counts"]
+        assert set(per_attribute) == set(recon["per_attribute_accuracy"])
+        for key in counts:  # the per-attribute counts add up to the overall ones
+            assert sum(c[key] for c in per_attribute.values()) == counts[key]
+        for name, c in per_attribute.items():
+            assert sum(c.values()) == 4
+            assert (c["tp"] + c["tn"]) / 4 == pytest.approx(
+                recon["per_attribute_accuracy"][name])
         for protocol in ("reconstruction", "mask_swap"):
             scores = protocols[protocol]
             assert isinstance(scores["region_color_error"], float)

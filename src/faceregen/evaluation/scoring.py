@@ -141,6 +141,10 @@ class ProtocolAccumulator:
             "attribute_counts": counts,
             "per_attribute_accuracy": dict(zip(
                 self.groups.names, (predicted == expected).double().mean(0).tolist())),
+            # whether an attribute's errors are misses or false alarms
+            "per_attribute_counts": {
+                name: metrics.attribute_confusion(predicted[:, k], expected[:, k])
+                for k, name in enumerate(self.groups.names)},
         }
         seg = segmentation_summary(self.confusion)
         out["segmentation_pixel_accuracy"] = seg["pixel_accuracy"]
