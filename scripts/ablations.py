@@ -3,14 +3,18 @@
     python scripts/ablations.py --steps 700 --seeds 0 baseline default adv-sum vgg-raw
     python scripts/ablations.py --steps 5000 --seeds 0,1 --jobs 6 --device cuda baseline default
     python scripts/ablations.py --list
+    python scripts/ablations.py --steps 700 --seeds 0,1 --table-only --detail baseline default
 
 Each variant is a set of Hydra overrides of `faceregen train` (VARIANTS below); ``baseline`` is
 the pix2pixHD baseline (+experiment=synthetic_baseline) and every other variant is the style
-model. Every (variant, seed) trains in ``OUT/<variant>/seed<s>`` (resumed, so a rerun only
-finishes what is missing) and is scored alone by `faceregen eval` (the ``model`` row of its
+model; ``a+b`` combines variants (``baseline+label-skips``: the baseline with label skips).
+Every (variant, seed) trains in ``OUT/<variant>/seed<s>`` (resumed, so a rerun only finishes
+what is missing) and is scored alone by `faceregen eval` (the ``model`` row of its
 metrics.json); the table gives the mean over seeds and, with several seeds, the spread
-(max - min). ``--jobs N`` trains N runs at once: on a GPU one small run leaves most of the
-device idle. Further arguments after ``--`` go to every training run.
+(max - min). ``--detail`` adds the small face parts: their mask-swap IoU and the attributes
+they decide, with the false alarms (predicted present, absent) among the errors. ``--jobs N``
+trains N runs at once: on a GPU one small run leaves most of the device idle. Further
+arguments after ``--`` go to every training run.
 """
 
 from __future__ import annotations
@@ -73,6 +77,11 @@ COLUMNS = (
     ("rec. seg. (%)", "reconstruction", "segmentation_pixel_accuracy", True),
     ("rec. PSNR (dB)", "reconstruction", "psnr", False),
 )
+
+# --detail: the small parts' classes and the geometry attributes they decide (mask swap)
+DETAIL_CLASSES = ("l_eye", "r_eye", "l_brow", "r_brow", "u_lip", "l_lip", "mouth", "nose", "eye_g")
+DETAIL_ATTRIBUTES = ("Narrow_Eyes", "Arched_Eyebrows", "Bushy_Eyebrows", "Big_Lips", "Smiling",
+                     "Eyeglasses")
 
 
 def variant_overrides(name: str, extra: list[str]) -> list[str]:
@@ -158,6 +167,33 @@ def summary_table(results: list[dict], names: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def detail_table(results: list[dict], names: list[str]) -> str:
+    """Means over seeds of the mask-swap IoU of DETAIL_CLASSES and the accuracy (false alarms
+    among the test faces) of DETAIL_ATTRIBUTES."""
+    header = [f"IoU {c}" for c in DETAIL_CLASSES] + [f"{a} (%)" for a in DETAIL_ATTRIBUTES]
+    lines = ["| variant | seeds | " + " | ".join(header) + " |",
+             "|---|---|" + "---|" * len(header)]
+    for name in names:
+        swaps = [r["protocols"]["mask_swap"] for r in results if r["variant"] == name]
+        if not swaps:
+            continue
+        cells = [name, str(len(swaps))]
+        for cls in DETAIL_CLASSES:
+            values = [s["per_class_iou"].get(cls) for s in swaps]
+            values = [v for v in values if isinstance(v, (int, float))]
+            cells.append(f"{sum(values) / len(values):.2f}" if values else "-")
+        for attr in DETAIL_ATTRIBUTES:
+            accuracy = [s["per_attribute_accuracy"].get(attr) for s in swaps]
+            if any(a is None for a in accuracy):
+                cells.append("-")
+                continue
+            counts = [s.get("per_attribute_counts", {}).get(attr) for s in swaps]
+            alarms = ("/".join(str(c["fp"]) for c in counts) if all(counts) else "?")
+            cells.append(f"{100 * sum(accuracy) / len(accuracy):.1f} (FP {alarms})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("variants", nargs="*")
@@ -170,6 +206,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--list", action="store_true", help="print the variants and exit")
     parser.add_argument("--table-only", action="store_true",
                         help="train nothing: the table of the runs already scored")
+    parser.add_argument("--detail", action="store_true",
+                        help="also the small parts' IoU and attributes (mask swap)")
     argv = sys.argv[1:] if argv is None else argv
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
@@ -183,8 +221,10 @@ def main(argv: list[str] | None = None) -> None:
     jobs = [(name, seed) for seed in args.seeds for name in args.variants]
     env_threads = os.environ.get("OMP_NUM_THREADS")
     if args.table_only:
-        results = [scored(name, seed, args.out) for name, seed in jobs]
-        print(summary_table([r for r in results if r], args.variants))
+        results = [r for r in (scored(name, seed, args.out) for name, seed in jobs) if r]
+        print(summary_table(results, args.variants))
+        if args.detail:
+            print(detail_table(results, args.variants))
         return
     # The first run makes the dataset and the first eval trains the evaluators: unless they
     # are there already, do that one alone so that parallel runs do not race to write them.
@@ -195,6 +235,8 @@ def main(argv: list[str] | None = None) -> None:
     header = (f"{args.steps} steps, seeds {' '.join(map(str, args.seeds))}, device "
               f"{args.device}, {args.jobs} run(s) at once"
               + (f", OMP_NUM_THREADS={env_threads}" if env_threads else ""))
+    if args.detail:
+        table += "\n" + detail_table(results, args.variants)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"table-{args.steps}.md").write_text(header + "\n\n" + table)
     (args.out / f"results-{args.steps}.json").write_text(json.dumps(results, indent=1))

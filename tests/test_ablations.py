@@ -52,3 +52,22 @@ def test_the_table_gives_the_mean_and_half_the_range_over_seeds(ablations, tmp_p
     table = capsys.readouterr().out
     assert "| default | 0,1 | 82.00 ±2.00 | 90.00 ±0.00 | 50.00 ±0.00 | 10.00 ±0.00 |" in table
     assert "gp-off" not in table  # never trained: no row
+
+
+def test_the_detail_table_averages_part_iou_and_lists_false_alarms(ablations):
+    def result(seed: int, iou: float, accuracy: float, fp: int) -> dict:
+        swap = {"per_class_iou": {name: iou for name in ablations.DETAIL_CLASSES},
+                "per_attribute_accuracy": {name: accuracy
+                                           for name in ablations.DETAIL_ATTRIBUTES},
+                "per_attribute_counts": {name: {"tp": 1, "tn": 1, "fp": fp, "fn": 0}
+                                         for name in ablations.DETAIL_ATTRIBUTES}}
+        return {"variant": "default", "seed": seed, "protocols": {"mask_swap": swap}}
+
+    table = ablations.detail_table([result(0, 0.5, 0.7, 3), result(1, 0.7, 0.8, 5)],
+                                   ["default", "baseline"])
+    row = next(line for line in table.splitlines() if line.startswith("| default |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[1] == "2"
+    assert cells[2:2 + len(ablations.DETAIL_CLASSES)] == ["0.60"] * len(ablations.DETAIL_CLASSES)
+    assert cells[-1] == "75.0 (FP 3/5)"
+    assert "| baseline |" not in table  # no runs: no row
