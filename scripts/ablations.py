@@ -41,6 +41,7 @@ VARIANTS: dict[str, list[str] | None] = {
     "decoder-none": ["model.generator.decoder_norm=none"],
     "no-mean2": ["model.generator.block_second_shift=false"],
     "label-skips": ["model.generator.label_skips=true"],
+    "no-label-skips": ["model.generator.label_skips=false"],  # the default before 2026-11-27
     "gp-mean": ["loss.gp_reduction=mean"],
     "gp-r1": ["loss.gp_mode=r1"],
     "gp-off": ["loss.lambda_gp=0"],

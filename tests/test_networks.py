@@ -490,7 +490,8 @@ def test_a_checkpoint_from_before_the_generator_options_loads_as_it_was_trained(
     from faceregen.models import LEGACY_GENERATOR_ARGUMENTS, with_legacy_arguments
     from faceregen.regen import load_model
 
-    cfg = tiny_cfg("model.generator.decoder_norm=instance")  # the network of that time
+    cfg = tiny_cfg("model.generator.decoder_norm=instance",  # the network of that time
+                   "model.generator.label_skips=false")
     path = tiny_checkpoint(tmp_path / "new.pt", cfg)
     state = load_checkpoint(path)
     for key in LEGACY_GENERATOR_ARGUMENTS:
