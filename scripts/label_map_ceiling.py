@@ -23,7 +23,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
 from faceregen.cli import user_errors
 from faceregen.errors import FaceregenError
@@ -33,24 +32,17 @@ from faceregen.evaluation.evaluators import (
     default_evaluator_path,
     load_evaluator,
 )
-from faceregen.evaluation.train_evaluators import fit, fixed_cpu_threads, open_split
+from faceregen.evaluation.train_evaluators import (
+    fit,
+    fixed_cpu_threads,
+    open_split,
+    validate,
+)
 from faceregen.labels import ATTRIBUTE_NAMES, NUM_CLASSES
 
 
 def one_hot(labels: torch.Tensor) -> torch.Tensor:
     return F.one_hot(labels, NUM_CLASSES).permute(0, 3, 1, 2).float()
-
-
-@torch.no_grad()
-def accuracy(network, loader, read) -> torch.Tensor:
-    """Per-attribute accuracy (all 40) of ``network`` on ``read(batch)``."""
-    network.eval()
-    right, count = torch.zeros(len(ATTRIBUTE_NAMES)), 0
-    for batch in loader:
-        predicted = network(read(batch)) > 0
-        right += (predicted == (batch["attributes"] > 0.5)).sum(0)
-        count += len(predicted)
-    return right / count
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -77,15 +69,14 @@ def main(argv: list[str] | None = None) -> None:
             weight_decay=float(recipe.get("weight_decay", 0.0)),
             columns=list(range(len(ATTRIBUTE_NAMES))), device=cpu, seed=int(defaults.seed),
             inputs=lambda batch: one_hot(batch["label"]), progress=False)
-        loader = DataLoader(test_set, batch_size=16)
-        from_labels = accuracy(network, loader, lambda batch: one_hot(batch["label"]))
-        from_photos = accuracy(photo.network, loader, lambda batch: batch["image"])
-    positive_rate = torch.stack([test_set[i]["attributes"] for i in range(len(test_set))]).mean(0)
-    varying = [name for name in defaults.geometry_attributes
-               if 0 < positive_rate[ATTRIBUTE_NAMES.index(name)] < 1]
-    rows = {name: {"label_map": from_labels[ATTRIBUTE_NAMES.index(name)].item(),
-                   "photo": from_photos[ATTRIBUTE_NAMES.index(name)].item()}
-            for name in varying}
+        scores = {source: validate("attributes", net, test_set, names=list(ATTRIBUTE_NAMES),
+                                   batch_size=16, device=cpu, progress=False, inputs=read)
+                  for source, net, read in (
+                      ("label_map", network, lambda batch: one_hot(batch["label"])),
+                      ("photo", photo.network, None))}
+    rate = scores["photo"]["positive_rate"]
+    rows = {name: {source: scores[source]["per_attribute_accuracy"][name] for source in scores}
+            for name in defaults.geometry_attributes if 0 < rate[name] < 1}
     print(f"{args.split} split of {args.data} ({len(test_set)} faces)\n")
     print("| attribute | from the label map (%) | from the photo (%) |\n|---|---|---|")
     for name, row in rows.items():

@@ -135,15 +135,17 @@ def attribute_summary(predicted: torch.Tensor, expected: torch.Tensor,
 @torch.no_grad()
 def validate(kind: str, network: nn.Module, dataset: Dataset, *, names: list[str],
              batch_size: int, device: torch.device, num_workers: int = 0,
-             progress: bool = True) -> dict[str, Any]:
-    """Score an evaluator on real photos of one split."""
+             progress: bool = True,
+             inputs: Callable[[dict], torch.Tensor] | None = None) -> dict[str, Any]:
+    """Score an evaluator on one split; ``inputs`` turns a batch into the network's input
+    (default: the real photo)."""
     network.eval()
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
     columns = attribute_indices(names) if kind == "attributes" else []
     confusion = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.long)
     predicted, expected = [], []
     for batch in tqdm(loader, desc=f"validate {kind}", disable=not progress, leave=False):
-        images = batch["image"].to(device)
+        images = (inputs(batch) if inputs else batch["image"]).to(device)
         if kind == "parser":
             confusion += parser_confusion(network, images, batch["label"])
         else:
