@@ -19,6 +19,7 @@ from faceregen.models.networks import (
     StyleEncoder,
     init_weights,
 )
+from faceregen.models.networks.generator import LabelSkip, RegionalGenerator
 
 LABELS = 19
 # The generator options as pix2pixHD and the report have them (today's defaults).
@@ -446,10 +447,10 @@ def test_label_skips_feed_the_label_map_to_every_decoder_conv(upsample):
                                        out_conv.weight[:, 8:], out_conv.bias))
         torch.testing.assert_close(generator(label), expected)
 
-    # the middle skips see the label map at 8x8 / 16x16 (the conv's input resolution)
+    # each skip sees the label map at its conv's input resolution
     seen = []
     for module in generator.decoder:
-        if type(module).__name__ == "LabelSkip":
+        if isinstance(module, LabelSkip):
             module.register_forward_hook(lambda m, inputs, out: seen.append(out[:, -LABELS:]))
     generator(label)
     expected_sizes = {"resize": [16, 32, 32], "transpose": [8, 16, 32]}[upsample]
@@ -458,8 +459,6 @@ def test_label_skips_feed_the_label_map_to_every_decoder_conv(upsample):
 
 
 def test_label_skips_work_with_style_and_the_regional_generator():
-    from faceregen.models.networks.generator import RegionalGenerator
-
     kwargs = dict(ngf=8, n_downsample=2, n_blocks=1, use_style=True, upsample="resize",
                   decoder_norm="adain", block_second_shift=True, label_skips=True)
     label = one_hot_labels(2, 32, 32)
