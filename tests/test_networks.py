@@ -458,6 +458,19 @@ def test_label_skips_feed_the_label_map_to_every_decoder_conv(upsample):
     torch.testing.assert_close(seen[0], F.adaptive_avg_pool2d(label, expected_sizes[0]))
 
 
+@pytest.mark.parametrize("convs, widths", [("all", [32 + LABELS, 16 + LABELS, 8 + LABELS]),
+                                             ("upsampling", [32 + LABELS, 16 + LABELS, 8]),
+                                             ("output", [32, 16, 8 + LABELS])])
+def test_label_skip_convs_choose_which_decoder_convs_read_the_label_map(convs, widths):
+    torch.manual_seed(0)
+    generator = GlobalGenerator(LABELS, 3, ngf=8, n_downsample=2, n_blocks=1, use_style=False,
+                                upsample="resize", label_skips=True, label_skip_convs=convs,
+                                **PIX2PIXHD)
+    decoder_convs = [m for m in generator.decoder if isinstance(m, nn.Conv2d)]
+    assert [c.in_channels for c in decoder_convs] == widths
+    assert generator(one_hot_labels(2, 32, 32)).shape == (2, 3, 32, 32)
+
+
 @pytest.mark.parametrize("conv", [
     nn.Conv2d(8 + LABELS, 5, 3, padding=1),
     nn.Conv2d(8 + LABELS, 5, 7),
@@ -496,6 +509,9 @@ def test_generator_options_are_checked():
         GlobalGenerator(LABELS, 3, use_style=True, decoder_norm="batch", **kwargs)
     with pytest.raises(FaceregenError, match="needs a style encoder"):
         GlobalGenerator(LABELS, 3, use_style=False, decoder_norm="adain", **kwargs)
+    with pytest.raises(FaceregenError, match="label_skip_convs must be one of"):
+        GlobalGenerator(LABELS, 3, use_style=False, decoder_norm="instance", label_skips=True,
+                        label_skip_convs="encoder", **kwargs)
 
 
 def test_a_checkpoint_from_before_the_generator_options_loads_as_it_was_trained(

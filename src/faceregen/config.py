@@ -82,6 +82,8 @@ class GeneratorConfig:
     block_second_shift: bool = True
     # The label map fed again to every decoder convolution (not in pix2pixHD or the report).
     label_skips: bool = False
+    # Which decoder convolutions the skips feed: all | upsampling | output.
+    label_skip_convs: str = "all"
 
 
 @dataclass
@@ -220,13 +222,18 @@ def train_choices() -> dict[str, tuple[str, ...]]:
         SCALE_REDUCTIONS,
         VGG_INPUTS,
     )
-    from faceregen.models.networks.generator import DECODER_NORMS, UPSAMPLE_MODES
+    from faceregen.models.networks.generator import (
+        DECODER_NORMS,
+        LABEL_SKIP_CONVS,
+        UPSAMPLE_MODES,
+    )
     from faceregen.models.networks.normalization import SFTLayer
 
     return {"loss.gan_mode": GAN_MODES, "loss.adv_scale_reduction": SCALE_REDUCTIONS,
             "loss.gp_mode": GP_MODES, "loss.gp_reduction": GP_REDUCTIONS,
             "loss.vgg.input": VGG_INPUTS, "model.generator.upsample": UPSAMPLE_MODES,
             "model.generator.decoder_norm": DECODER_NORMS,
+            "model.generator.label_skip_convs": LABEL_SKIP_CONVS,
             "model.style_encoder.sft_mode": SFTLayer.MODES}
 
 

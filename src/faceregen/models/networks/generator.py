@@ -35,6 +35,9 @@ UPSAMPLE_MODES = ("transpose", "resize")
 # and std from the style encoder; "none" keeps everything.
 DECODER_NORMS = ("instance", "layer", "group", "adain", "none")
 DECODER_GROUPS = 8
+# Which decoder convolutions read the label map with label_skips: every one, the upsampling
+# ones only, or the output c7s1 only.
+LABEL_SKIP_CONVS = ("all", "upsampling", "output")
 
 
 class LabelSkip(nn.Module):
@@ -139,15 +142,16 @@ class GlobalGenerator(nn.Module):
     affine and ReLU after every conv outside the blocks except the last; ``decoder_norm``
     replaces the first upsampling's InstanceNorm (DECODER_NORMS), ``block_second_shift=False``
     drops the blocks' second AdaIN mean (:class:`ResnetBlock`). ``label_skips=True`` feeds the
-    label map again to every decoder convolution (:class:`LabelSkip`; not in pix2pixHD or the
-    report).
+    label map again to the decoder convolutions ``label_skip_convs`` names (:class:`LabelSkip`;
+    not in pix2pixHD or the report).
     """
 
     regional = False  # one style per sample (RegionalGenerator: one per label class)
 
     def __init__(self, label_classes: int, out_channels: int, ngf: int, n_downsample: int,
                  n_blocks: int, use_style: bool, upsample: str, decoder_norm: str,
-                 block_second_shift: bool, label_skips: bool = False):
+                 block_second_shift: bool, label_skips: bool = False,
+                 label_skip_convs: str = "all"):
         super().__init__()
         if upsample not in UPSAMPLE_MODES:
             raise FaceregenError(
@@ -155,6 +159,9 @@ class GlobalGenerator(nn.Module):
         if decoder_norm not in DECODER_NORMS:
             raise FaceregenError(f"model.generator.decoder_norm must be one of {DECODER_NORMS}, "
                                  f"got {decoder_norm!r}")
+        if label_skip_convs not in LABEL_SKIP_CONVS:
+            raise FaceregenError(f"model.generator.label_skip_convs must be one of "
+                                 f"{LABEL_SKIP_CONVS}, got {label_skip_convs!r}")
         if decoder_norm == "adain" and not use_style:
             raise FaceregenError("model.generator.decoder_norm=adain needs a style encoder "
                                  "(model.style_encoder); the baseline has none")
@@ -182,23 +189,27 @@ class GlobalGenerator(nn.Module):
         self.decoder_style_params = 2 * (channels // 2) if decoder_norm == "adain" else 0
 
         # With label_skips a LabelSkip sits just before each convolution (after the nearest
-        # upsampling, so the label map joins at the conv's own resolution) and widens its input.
-        def skip() -> list[nn.Module]:
-            return [LabelSkip()] if label_skips else []
+        # upsampling, so the label map joins at the conv's own resolution) and widens its input;
+        # label_skip_convs picks the upsampling convs, the output conv or both.
+        def skip(convs: str) -> tuple[list[nn.Module], int]:
+            if label_skips and label_skip_convs in ("all", convs):
+                return [LabelSkip()], label_classes
+            return [], 0
 
-        extra = label_classes if label_skips else 0
         layers = []
         for index in range(n_downsample):
+            marker, extra = skip("upsampling")
             if upsample == "transpose":
-                layers += [*skip(), nn.ConvTranspose2d(channels + extra, channels // 2, 3, stride=2,
-                                                     padding=1, output_padding=1)]
+                layers += [*marker, nn.ConvTranspose2d(channels + extra, channels // 2, 3,
+                                                       stride=2, padding=1, output_padding=1)]
             else:
-                layers += [nn.Upsample(scale_factor=2, mode="nearest"), *skip(),
+                layers += [nn.Upsample(scale_factor=2, mode="nearest"), *marker,
                            nn.Conv2d(channels + extra, channels // 2, 3, padding=1)]
             norm = "instance" if index > 0 else decoder_norm
             layers += [decoder_norm_layer(norm, channels // 2), nn.ReLU()]
             channels //= 2
-        layers += [*skip(), nn.ReflectionPad2d(3), nn.Conv2d(channels + extra, out_channels, 7),
+        marker, extra = skip("output")
+        layers += [*marker, nn.ReflectionPad2d(3), nn.Conv2d(channels + extra, out_channels, 7),
                    nn.Tanh()]
         self.decoder = nn.Sequential(*layers)
         self.label_skips = label_skips
@@ -282,12 +293,14 @@ class RegionalGenerator(GlobalGenerator):
 
     def __init__(self, label_classes: int, out_channels: int, ngf: int, n_downsample: int,
                  n_blocks: int, use_style: bool, upsample: str, decoder_norm: str,
-                 block_second_shift: bool, label_skips: bool = False):
+                 block_second_shift: bool, label_skips: bool = False,
+                 label_skip_convs: str = "all"):
         if not use_style:
             raise FaceregenError("the regional generator needs a style encoder "
                                  "(model.style_encoder); use GlobalGenerator without one")
         super().__init__(label_classes, out_channels, ngf, n_downsample, n_blocks, use_style,
-                         upsample, decoder_norm, block_second_shift, label_skips)
+                         upsample, decoder_norm, block_second_shift, label_skips,
+                         label_skip_convs)
         for block in self.blocks:
             block.norm1, block.norm2 = SpatialAdaIN(), SpatialAdaIN()
 
