@@ -14,8 +14,8 @@ from torchvision.models.inception import Inception3
 from faceregen.errors import FaceregenError
 from faceregen.evaluation import cli as evaluation_cli
 from faceregen.evaluation import evaluators, inception
-from faceregen.evaluation.train_evaluators import train_evaluator
-from faceregen.labels import NUM_CLASSES
+from faceregen.evaluation.train_evaluators import open_split, train_evaluator
+from faceregen.labels import ATTRIBUTE_NAMES, NUM_CLASSES
 from faceregen.models.networks import AttributeClassifier, UNetParser
 
 
@@ -267,3 +267,30 @@ def test_label_map_ceiling_script_reads_attributes_from_label_maps(writable_data
     assert rows and set(rows) <= set(evaluation_cli.evaluator_defaults().geometry_attributes)
     assert all(0 <= row["label_map"] <= 1 and 0 <= row["photo"] <= 1 for row in rows.values())
     assert f"| {next(iter(rows))} |" in capsys.readouterr().out
+
+
+def test_attribute_leak_script_splits_errors_by_the_reference(writable_dataset, tmp_path,
+                                                              tiny_cfg, tiny_checkpoint, capsys):
+    script = Path(__file__).resolve().parents[1] / "scripts" / "attribute_leak.py"
+    spec = importlib.util.spec_from_file_location("attribute_leak", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    train_evaluator("attributes", writable_dataset, steps=1, batch_size=4, device="cpu",
+                    architecture={"channels": 4, "depth": 2}, validation_splits=(),
+                    progress=False)
+    checkpoint = tiny_checkpoint(tmp_path / "model.pt", tiny_cfg(data_dir=writable_dataset))
+    with pytest.raises(FaceregenError, match="unknown attributes"):
+        module.main([str(checkpoint), "--data", str(writable_dataset), "--attributes", "Wings"])
+    module.main([str(checkpoint), "--data", str(writable_dataset), "--split", "train",
+                 "--attributes", "Smiling", "Eyeglasses", "--batch-size", "5"])
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines()
+            if line.startswith(f"| {checkpoint} |")]
+    assert [row[1] for row in rows] == ["Smiling", "Eyeglasses"]
+    faces = open_split(writable_dataset, "train")
+    for row in rows:  # without the attribute: the false alarms' cells; with it: the misses'
+        column = ATTRIBUTE_NAMES.index(row[1])
+        with_it = sum(int(faces[i]["attributes"][column] > 0.5) for i in range(len(faces)))
+        counts = [tuple(map(int, cell.strip(" |").split("/"))) for cell in row[2:]]
+        assert all(0 <= hits <= of for hits, of in counts)
+        assert counts[0][1] + counts[1][1] == len(faces) - with_it
+        assert counts[2][1] + counts[3][1] == with_it

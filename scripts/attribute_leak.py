@@ -1,0 +1,89 @@
+"""Does a model take a geometry attribute from the reference photo instead of the label map?
+
+    python scripts/attribute_leak.py CKPT [CKPT ...] [--attributes Eyeglasses Smiling]
+
+In the mask-swap protocol (the evaluation's pairing: label map of face j, reference photo of
+face perm[j]) a geometry attribute should follow the label map. For each attribute this scores
+the model's faces with the attribute evaluator and splits the false alarms (label map without
+the attribute, classifier says present) and the misses by whether the reference has it. A model
+that copies the attribute from the reference has many more false alarms when the reference has
+it; one that draws it from nowhere has them either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from faceregen.cli import user_errors
+from faceregen.config import config_dir
+from faceregen.errors import FaceregenError
+from faceregen.evaluation.cli import evaluator_defaults
+from faceregen.evaluation.evaluators import default_evaluator_path, load_evaluator
+from faceregen.evaluation.passes import swap_pairing
+from faceregen.evaluation.runner import resolve_data_root
+from faceregen.evaluation.train_evaluators import open_split
+from faceregen.labels import ATTRIBUTE_NAMES
+from faceregen.regen import load_model
+
+
+def fraction(hits: torch.Tensor, of: torch.Tensor) -> str:
+    return f"{int((hits & of).sum())}/{int(of.sum())}"
+
+
+@torch.no_grad()
+def main(argv: list[str] | None = None) -> None:
+    eval_defaults = OmegaConf.load(config_dir() / "eval.yaml")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoints", nargs="+", type=Path)
+    parser.add_argument("--attributes", nargs="+", default=list(
+        evaluator_defaults().geometry_attributes), help="default: the geometry attributes")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="prepared dataset (default: the first checkpoint's)")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--swap-seed", type=int, default=int(eval_defaults.swap_seed))
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.attributes if name not in ATTRIBUTE_NAMES]
+    if unknown:
+        raise FaceregenError(f"unknown attributes {unknown}; see faceregen.labels")
+
+    models = [load_model(path) for path in args.checkpoints]
+    data_root = resolve_data_root(OmegaConf.create({"data_root": args.data}), models[0].config)
+    evaluator = load_evaluator(default_evaluator_path(data_root, "attributes"), "attributes")
+    columns = [evaluator.attribute_names.index(name) for name in args.attributes]
+    faces = open_split(data_root, args.split)
+    items = [faces[i] for i in range(len(faces))]
+    labels = torch.stack([item["label"] for item in items])
+    photos = torch.stack([item["image"] for item in items])
+    present = torch.stack([item["attributes"] for item in items])[
+        :, [ATTRIBUTE_NAMES.index(name) for name in args.attributes]] > 0.5
+    perm = swap_pairing(len(items), args.swap_seed)
+    ref_present = present[perm]
+
+    print(f"mask swap on the {args.split} split of {data_root} ({len(items)} faces, "
+          f"swap seed {args.swap_seed}); false alarms and misses, by the reference\n")
+    print("| checkpoint | attribute | false alarms, reference has it | false alarms, reference "
+          "has not | misses, reference has it | misses, reference has not |")
+    print("|---|---|---|---|---|---|")
+    for path, model in zip(args.checkpoints, models):
+        said = torch.cat([
+            evaluator.network(model(labels[i:i + args.batch_size],
+                                    photos[perm][i:i + args.batch_size],
+                                    labels[perm][i:i + args.batch_size]).float())[:, columns] > 0
+            for i in range(0, len(items), args.batch_size)])
+        for k, name in enumerate(args.attributes):
+            absent, has = ~present[:, k], present[:, k]
+            print(f"| {path} | {name} | {fraction(said[:, k], absent & ref_present[:, k])} | "
+                  f"{fraction(said[:, k], absent & ~ref_present[:, k])} | "
+                  f"{fraction(~said[:, k], has & ref_present[:, k])} | "
+                  f"{fraction(~said[:, k], has & ~ref_present[:, k])} |")
+
+
+if __name__ == "__main__":
+    with user_errors():
+        main(sys.argv[1:])
