@@ -16,7 +16,6 @@ with sigma near 1.
 from __future__ import annotations
 
 import math
-from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -41,37 +40,18 @@ LABEL_SKIP_CONVS = ("all", "upsampling", "output")
 
 
 class LabelSkip(nn.Module):
-    """Marks a decoder convolution that also reads the label map, area-resized to its input.
+    """Appends the label map, area-resized to the features' size, as extra input channels.
 
     pix2pixHD's generator sees the label map once, at its input; after the bottleneck the
     decoder must redraw small parts (lips, brows: a few pixels at 64 px) from coarse features.
     U-Net's skips and SPADE's per-layer label modulation give the decoder the layout again at
     every resolution; this is the cheapest form of that, a skip of the label map alone. Without
-    parameters: the convolution after it has ``label_classes`` more input channels, the last
-    ones, and :func:`conv_with_label` applies it to the features and the label map.
+    parameters: the convolution after it has ``label_classes`` more input channels.
     """
 
     def forward(self, features: torch.Tensor, label_onehot: torch.Tensor) -> torch.Tensor:
-        """The label map at the features' size and dtype."""
-        return F.adaptive_avg_pool2d(label_onehot.to(features.dtype), features.shape[-2:])
-
-
-def conv_with_label(conv: nn.Conv2d | nn.ConvTranspose2d, features: torch.Tensor,
-                    label: torch.Tensor) -> torch.Tensor:
-    """``conv(cat([features, label]))`` as two convolutions with its weight split by input.
-
-    Equal up to float summation order, and faster: the features keep their channel count (no
-    concatenated copy at an odd width) and the label map, which needs no gradient, gets none.
-    """
-    split = features.shape[1]
-    if isinstance(conv, nn.ConvTranspose2d):  # weight [in, out, k, k]
-        apply = partial(F.conv_transpose2d, stride=conv.stride, padding=conv.padding,
-                        output_padding=conv.output_padding)
-        feature_weight, label_weight = conv.weight[:split], conv.weight[split:]
-    else:  # weight [out, in, k, k]
-        apply = partial(F.conv2d, stride=conv.stride, padding=conv.padding)
-        feature_weight, label_weight = conv.weight[:, :split], conv.weight[:, split:]
-    return apply(features, feature_weight, conv.bias) + apply(label, label_weight)
+        label = F.adaptive_avg_pool2d(label_onehot.to(features.dtype), features.shape[-2:])
+        return torch.cat([features, label], dim=1)
 
 
 class ResnetBlock(nn.Module):
@@ -261,16 +241,11 @@ class GlobalGenerator(nn.Module):
             return self.decoder(h)
         if decoder_style is not None:
             mean, std_offset = decoder_style.chunk(2, dim=1)
-        label = None  # the label map a LabelSkip resized for the next convolution
         for layer in self.decoder:
             if isinstance(layer, AdaIN):
                 h = layer(h, mean, 1 + std_offset)
             elif isinstance(layer, LabelSkip):
-                label = layer(h, label_onehot)
-            elif label is not None and isinstance(layer, nn.ReflectionPad2d):
-                h, label = layer(h), layer(label)
-            elif label is not None and isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
-                h, label = conv_with_label(layer, h, label), None
+                h = layer(h, label_onehot)
             else:
                 h = layer(h)
         return h
