@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> None:
     models = [load_model(path) for path in args.checkpoints]
     data_root = resolve_data_root(OmegaConf.create({"data_root": args.data}), models[0].config)
     evaluator = load_evaluator(default_evaluator_path(data_root, "attributes"), "attributes")
+    missing = [name for name in args.attributes if name not in evaluator.attribute_names]
+    if missing:
+        raise FaceregenError(f"{evaluator.path}: does not classify {missing}")
     columns = [evaluator.attribute_names.index(name) for name in args.attributes]
     faces = open_split(data_root, args.split)
     items = [faces[i] for i in range(len(faces))]
@@ -63,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     present = torch.stack([item["attributes"] for item in items])[
         :, [ATTRIBUTE_NAMES.index(name) for name in args.attributes]] > 0.5
     perm = swap_pairing(len(items), args.swap_seed)
-    ref_present = present[perm]
+    ref_photos, ref_labels, ref_present = photos[perm], labels[perm], present[perm]
 
     print(f"mask swap on the {args.split} split of {data_root} ({len(items)} faces, "
           f"swap seed {args.swap_seed}); false alarms and misses, by the reference\n")
@@ -72,10 +75,9 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---|---|---|---|")
     for path, model in zip(args.checkpoints, models):
         said = torch.cat([
-            evaluator.network(model(labels[i:i + args.batch_size],
-                                    photos[perm][i:i + args.batch_size],
-                                    labels[perm][i:i + args.batch_size]).float())[:, columns] > 0
-            for i in range(0, len(items), args.batch_size)])
+            evaluator.network(model(labels[batch], ref_photos[batch], ref_labels[batch]).float()
+                              )[:, columns] > 0
+            for batch in torch.arange(len(items)).split(args.batch_size)])
         for k, name in enumerate(args.attributes):
             absent, has = ~present[:, k], present[:, k]
             print(f"| {path} | {name} | {fraction(said[:, k], absent & ref_present[:, k])} | "
