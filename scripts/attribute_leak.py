@@ -18,13 +18,14 @@ from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
+from torch.utils.data import DataLoader
 
 from faceregen.cli import user_errors
 from faceregen.config import config_dir
 from faceregen.errors import FaceregenError
 from faceregen.evaluation.cli import evaluator_defaults
 from faceregen.evaluation.evaluators import default_evaluator_path, load_evaluator
-from faceregen.evaluation.passes import swap_pairing
+from faceregen.evaluation.passes import ProtocolPairs, swap_pairing
 from faceregen.evaluation.runner import resolve_data_root
 from faceregen.evaluation.train_evaluators import open_split
 from faceregen.labels import ATTRIBUTE_NAMES
@@ -60,31 +61,30 @@ def main(argv: list[str] | None = None) -> None:
         raise FaceregenError(f"{evaluator.path}: does not classify {missing}")
     columns = [evaluator.attribute_names.index(name) for name in args.attributes]
     faces = open_split(data_root, args.split)
-    items = [faces[i] for i in range(len(faces))]
-    labels = torch.stack([item["label"] for item in items])
-    photos = torch.stack([item["image"] for item in items])
-    present = torch.stack([item["attributes"] for item in items])[
-        :, [ATTRIBUTE_NAMES.index(name) for name in args.attributes]] > 0.5
-    perm = swap_pairing(len(items), args.swap_seed)
-    ref_photos, ref_labels, ref_present = photos[perm], labels[perm], present[perm]
+    pairs = ProtocolPairs(faces, swap_pairing(len(faces), args.swap_seed))
+    attribute_columns = [ATTRIBUTE_NAMES.index(name) for name in args.attributes]
+    present, ref_present, said = [], [], [[] for _ in models]
+    for batch in DataLoader(pairs, batch_size=args.batch_size):  # one pass for all models
+        present.append(batch["label_attributes"][:, attribute_columns] > 0.5)
+        ref_present.append(batch["ref_attributes"][:, attribute_columns] > 0.5)
+        for model, model_said in zip(models, said):
+            generated = model(batch["label"], batch["ref_image"], batch["ref_label"]).float()
+            model_said.append(evaluator.network(generated)[:, columns] > 0)
+    present, ref_present = torch.cat(present), torch.cat(ref_present)
 
-    print(f"mask swap on the {args.split} split of {data_root} ({len(items)} faces, "
+    print(f"mask swap on the {args.split} split of {data_root} ({len(faces)} faces, "
           f"swap seed {args.swap_seed}); false alarms and misses, by the reference\n")
     print("| checkpoint | attribute | false alarms, reference has it | false alarms, reference "
           "has not | misses, reference has it | misses, reference has not |")
     print("|---|---|---|---|---|---|")
-    for path, model in zip(args.checkpoints, models):
-        said = torch.cat([
-            evaluator.network(model(labels[batch], ref_photos[batch], ref_labels[batch]).float()
-                              )[:, columns] > 0
-            for batch in torch.arange(len(items)).split(args.batch_size)])
+    for path, model_said in zip(args.checkpoints, said):
+        model_said = torch.cat(model_said)
         for k, name in enumerate(args.attributes):
             absent, has = ~present[:, k], present[:, k]
-            print(f"| {path} | {name} | {fraction(said[:, k], absent & ref_present[:, k])} | "
-                  f"{fraction(said[:, k], absent & ~ref_present[:, k])} | "
-                  f"{fraction(~said[:, k], has & ref_present[:, k])} | "
-                  f"{fraction(~said[:, k], has & ~ref_present[:, k])} |")
-
+            print(f"| {path} | {name} | {fraction(model_said[:, k], absent & ref_present[:, k])} | "
+                  f"{fraction(model_said[:, k], absent & ~ref_present[:, k])} | "
+                  f"{fraction(~model_said[:, k], has & ref_present[:, k])} | "
+                  f"{fraction(~model_said[:, k], has & ~ref_present[:, k])} |")
 
 if __name__ == "__main__":
     with user_errors():
