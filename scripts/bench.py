@@ -41,6 +41,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import faceregen.config  # noqa: F401  (registers the config schemas)
 from faceregen.losses import feature_matching_loss, gan_loss
+from faceregen.losses.gradient_penalty import functional_image_penalty
 from faceregen.losses.perceptual import VGGPerceptualLoss
 from faceregen.models import build_networks, generate
 from faceregen.models.networks.layout import use_gpu_friendly_layers
@@ -105,10 +106,12 @@ def synchronize(device: torch.device) -> None:
 
 def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: bool,
           steps: int, warmup: int, step_kind: str = "faceregen", compile: bool = False,
-          phases: bool = True, profile: bool = False, cuda_graph: bool = False) -> dict:
+          phases: bool = True, profile: bool = False, cuda_graph: bool = False,
+          eager_penalty: bool = False) -> dict:
     """Time ``steps`` training steps after ``warmup`` (compilation, cuDNN autotuning).
 
-    ``cuda_graph`` replays the step's gradient computation as CUDA graphs, as
+    ``compile`` compiles as ``trainer.compile=true`` does, the penalty included unless
+    ``eager_penalty``. ``cuda_graph`` replays the step's gradient computation as CUDA graphs, as
     ``trainer.cuda_graph=true`` (GraphedStep); its own eager steps and the recording of each
     graph are added to the warm-up.
 
@@ -208,11 +211,13 @@ def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: 
         for index in range(every):  # one penalty interval
             step(Timer(device), index, probe_vgg=False)
     step_flops = flop_counter.get_total_flops() / every
-    if compile:  # as trainer.compile=true: generator path, discriminator, VGG; penalty eager
+    if compile:  # as trainer.compile=true: generator path, discriminator, VGG, penalty
         modules.run_generator = compile_for_shared_pass(generate)
         modules.run_discriminator = compile_for_shared_pass(d)
         if vgg is not None:
             modules.perceptual = compile_for_shared_pass(vgg)
+        if not eager_penalty:
+            modules.image_penalty = compile_for_shared_pass(functional_image_penalty)
     if cuda_graph:
         graphed = GraphedStep(modules, cfg.loss, autocast_for(device, dtype, cache_enabled=False))
         warmup += (graphed.warmup + 1) * every  # eager steps of each phase, then the recordings
@@ -396,7 +401,9 @@ GRAPH_ROWS = (
 # --variants: the style model eager at batch 4 under the other penalty schedules (what the
 # penalty costs), with the discriminator run once over fakes and reals concatenated (the form before
 # the two-pass step, for an A/B on the same machine), with the exact run-time layer forms of
-# models/networks/layout.py, and compiled with the penalty every step and R1 every 16th.
+# models/networks/layout.py, compiled with the penalty every step and R1 every 16th, compiled
+# with the penalty left eager (what compiling the penalty gains), and without the label skips
+# (what they cost).
 VARIANT_ROWS = (
     ("style model, WGAN-GP every step", "faceregen", "celebamask", False, 4, ["loss.gp_every=1"]),
     ("style model, WGAN-GP every 16th", "faceregen", "celebamask", False, 4,
@@ -417,6 +424,13 @@ VARIANT_ROWS = (
      ["loss.gp_every=1"]),
     ("style model, compiled, R1 every 16th", "faceregen", "celebamask", True, 4,
      ["loss.gp_mode=r1", "loss.gp_every=16"]),
+    ("style model, compiled, eager penalty", "eager-penalty", "celebamask", True, 4, []),
+    ("style model, compiled, WGAN-GP every step, eager penalty", "eager-penalty", "celebamask",
+     True, 4, ["loss.gp_every=1"]),
+    ("style model, no label skips", "faceregen", "celebamask", False, 4,
+     ["model.generator.label_skips=false"]),
+    ("style model, compiled, no label skips", "faceregen", "celebamask", True, 4,
+     ["model.generator.label_skips=false"]),
 )
 # --suite tiny: the same rows on the CPU at a test size, batch 16 read as 4.
 TINY_SUITE_OVERRIDES = ["model/size=tiny", "data.size=32", "model.generator.ngf=8",
@@ -435,11 +449,17 @@ def run_suite(args: argparse.Namespace) -> dict:
     reference = None
     variants = VARIANT_ROWS if args.variants else ()
     graphs = GRAPH_ROWS if device.type == "cuda" and not args.no_graphs else ()
-    suite = ([row for row in SUITE if not row[3]] + list(variants) + list(graphs)
-             + [row for row in SUITE if row[3]])  # compiling takes longest: last
-    if args.rows:
-        suite = [suite[0]] + [row for row in suite[1:] if any(
-            word.lower() in f"{row[0]}, batch {row[4]}".lower() for word in args.rows)]
+    rows_in_order = [*SUITE, *variants, *graphs]  # eager first; compiling takes longest
+    suite = ([row for row in rows_in_order if not row[3]]
+             + [row for row in rows_in_order if row[3]])
+    if args.rows:  # the rows named, eager before compiled, each in the order of the words
+        def rank(row) -> int | None:
+            name = f"{row[0]}, batch {row[4]}".lower()
+            return next((i for i, word in enumerate(args.rows) if word.lower() in name), None)
+
+        chosen = sorted((row for row in suite[1:] if rank(row) is not None),
+                        key=lambda row: (row[3], rank(row)))
+        suite = [suite[0], *chosen]
     for label, step_kind, experiment, compiled, batch, row_overrides in suite:
         if (compiled and args.eager_only) or (args.batch and batch != args.batch):
             continue
@@ -449,7 +469,8 @@ def run_suite(args: argparse.Namespace) -> dict:
         with initialize_config_module(version_base="1.3", config_module="faceregen.configs"):
             cfg = compose(config_name="train", overrides=[
                 "loss.vgg.weights=random", f"data.batch_size={batch}", *overrides])
-        profile = args.profile and label == "style model" and batch == (4 if gpu else 2)
+        profile = (args.profile and label in ("style model", "style model, compiled")
+                   and batch == (4 if gpu else 2))
         identity = {"row": label, "batch": batch, "experiment": experiment,
                     "compiled": compiled, "overrides": row_overrides}
         try:
@@ -457,7 +478,8 @@ def run_suite(args: argparse.Namespace) -> dict:
                 result = bench(cfg, device, precision, gpu and args.channels_last, args.steps,
                                args.warmup, "reference" if step_kind == "reference"
                                else "faceregen", compiled, phases=False, profile=profile,
-                               cuda_graph=step_kind == "graphed")
+                               cuda_graph=step_kind == "graphed",
+                               eager_penalty=step_kind == "eager-penalty")
         except Exception as exc:  # one failed row must not cost the rest of a GPU run
             if reference is None:
                 raise
@@ -734,13 +756,14 @@ def main(argv: list[str] | None = None) -> None:
                         "graph rows")
     parser.add_argument("--rows", nargs="+", default=None, metavar="WORD",
                         help="--suite: the reference row and the rows whose name (with "
-                             "', batch N') contains one of these words")
+                             "', batch N') contains one of these words, eager rows first, "
+                             "each in the order of the words")
     parser.add_argument("--variants", action="store_true", help="--suite with VARIANT_ROWS: "
-                        "each penalty schedule and the one-pass discriminator (style model, "
-                        "eager, batch 4)")
+                        "each penalty schedule, the one-pass discriminator, the exact layer "
+                        "forms, the penalty left eager in a compiled step, no label skips")
     parser.add_argument("--profile", action="store_true",
-                        help="add a kernel-time profile by class (in --suite: the eager style "
-                             "model at batch 4)")
+                        help="add a kernel-time profile by class (in --suite: the style "
+                             "model at batch 4, eager and compiled)")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     parser.add_argument("--model", default="style_pix2pixhd",
                         choices=["style_pix2pixhd", "pix2pixhd"])

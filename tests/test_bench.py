@@ -113,8 +113,9 @@ def test_the_suites_variant_rows_run_at_a_tiny_size(capsys):
 
 def test_the_suite_picks_rows_by_name_and_records_a_failed_row_without_stopping(capsys,
                                                                              monkeypatch):
-    """--rows keeps the reference and the named rows; a row that raises (a CUDA graph that
-    cannot be recorded, say) becomes an error row and the rows after it still run."""
+    """--rows keeps the reference and the named rows, in the order named; a row that raises (a
+    CUDA graph that cannot be recorded, say) becomes an error row and the rows after it still
+    run."""
     spec = importlib.util.spec_from_file_location("bench", SCRIPT)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
@@ -136,6 +137,13 @@ def test_the_suite_picks_rows_by_name_and_records_a_failed_row_without_stopping(
     assert rows[1]["error"] == "RuntimeError: operation not permitted when stream is capturing"
     assert rows[2]["img_per_s"] > 0
     assert "| baseline | 2 | failed: RuntimeError" in captured.err
+
+    monkeypatch.setattr(bench, "bench", real_bench)  # rows run in the order of the words
+    bench.main(["--suite", "tiny", "--eager-only", "--steps", "1", "--warmup", "0",
+                "--rows", "style model, batch 4", "baseline, batch"])
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert [row["row"] for row in rows] == ["pix2pixHD's step (reference)", "style model",
+                                            "baseline"]
 
 
 @pytest.mark.parametrize("name, expected", [

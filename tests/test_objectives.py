@@ -142,6 +142,7 @@ def step_gradients(cfg, nets, label, real, compiled: bool, perceptual=None
     """Gradients of one adversarial_step (penalty applied) from the networks as given."""
     import copy
 
+    from faceregen.losses.gradient_penalty import functional_image_penalty
     from faceregen.train.objectives import compile_for_shared_pass
     from faceregen.train.step import StepModules, adversarial_step
 
@@ -156,7 +157,8 @@ def step_gradients(cfg, nets, label, real, compiled: bool, perceptual=None
         g_params=g_params, d_params=d_params,
         run_generator=compile_for_shared_pass(generate) if compiled else generate,
         run_discriminator=compile_for_shared_pass(d) if compiled else d,
-        scaler=torch.amp.GradScaler("cpu", enabled=False))
+        scaler=torch.amp.GradScaler("cpu", enabled=False),
+        image_penalty=compile_for_shared_pass(functional_image_penalty) if compiled else None)
     torch.manual_seed(5)  # the penalty's interpolation draw
     adversarial_step(modules, label, real, real, label, cfg.loss, step_index=0)
     return grads(g_params + d_params)
@@ -164,9 +166,9 @@ def step_gradients(cfg, nets, label, real, compiled: bool, perceptual=None
 
 @pytest.mark.slow
 def test_the_compiled_step_gives_the_eager_gradients(tiny_cfg):
-    """trainer.compile=true computes the same step: generator path, discriminator and VGG
-    compiled, the penalty eager; every gradient equal to the eager step's within float32
-    reordering."""
+    """trainer.compile=true computes the same step: generator path, discriminator, VGG and
+    the penalty's double backward compiled; every gradient equal to the eager step's within
+    float32 reordering."""
     from faceregen.losses.perceptual import VGGPerceptualLoss
 
     cfg, nets, label, real = tiny_setup(tiny_cfg, "lsgan")

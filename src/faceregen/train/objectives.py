@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from faceregen.losses.feature_matching import feature_matching_loss
 from faceregen.losses.gan import gan_loss
-from faceregen.losses.gradient_penalty import gradient_penalty
+from faceregen.losses.gradient_penalty import ImagePenalty, gradient_penalty
 from faceregen.losses.reconstruction import class_balanced_l1
 
 Features = list[list[torch.Tensor]]
@@ -41,12 +41,14 @@ def discriminate(discriminator: torch.nn.Module, label_onehot: torch.Tensor,
 def discriminator_objective(discriminator: torch.nn.Module, label_onehot: torch.Tensor,
                             fake: torch.Tensor, real: torch.Tensor, fake_features: Features,
                             real_features: Features, loss_cfg: DictConfig,
-                            apply_penalty: bool, penalty_scale: float = 1.0
+                            apply_penalty: bool, penalty_scale: float = 1.0,
+                            image_penalty: ImagePenalty | None = None
                             ) -> dict[str, torch.Tensor]:
     """L_D = 0.5 (L_real + L_fake) + lambda_gp L_gp.
 
     The penalty is added only on its scheduled steps, scaled by the interval; it needs its own
-    pass over interpolated images, hence the discriminator and the images.
+    pass over interpolated images, hence the discriminator and the images. ``image_penalty``:
+    see :func:`gradient_penalty` (None: eager).
     """
     reduction = loss_cfg.adv_scale_reduction
     terms = {
@@ -60,7 +62,8 @@ def discriminator_objective(discriminator: torch.nn.Module, label_onehot: torch.
         with torch.autocast(device_type=real.device.type, enabled=False):
             penalty = gradient_penalty(discriminator, real.float(), fake.detach().float(),
                                        label_onehot.float(), mode=loss_cfg.gp_mode,
-                                       reduction=loss_cfg.gp_reduction)
+                                       reduction=loss_cfg.gp_reduction,
+                                       image_penalty=image_penalty)
         terms["loss_d/gp"] = loss_cfg.lambda_gp * penalty_scale * penalty
     return terms
 

@@ -15,6 +15,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from faceregen.losses.gradient_penalty import ImagePenalty
 from faceregen.train.objectives import (
     backward_separately,
     discriminate,
@@ -47,8 +48,9 @@ class StepModules:
     """What one step reads and updates.
 
     ``run_generator`` is :func:`faceregen.models.generate` or its compiled form and
-    ``run_discriminator`` the discriminator or its compiled form; the penalty always runs on
-    the eager ``discriminator``, because it differentiates it twice.
+    ``run_discriminator`` the discriminator or its compiled form; the penalty differentiates the
+    plain ``discriminator`` twice, eagerly or through ``image_penalty``
+    (:func:`faceregen.losses.gradient_penalty.functional_image_penalty`, compiled).
     """
 
     generator: nn.Module
@@ -62,6 +64,7 @@ class StepModules:
     run_generator: Callable
     run_discriminator: Callable
     scaler: torch.amp.GradScaler
+    image_penalty: ImagePenalty | None = None
 
 
 def adversarial_step(modules: StepModules, label_onehot: torch.Tensor, real: torch.Tensor,
@@ -110,7 +113,8 @@ def compute_gradients(modules: StepModules, label_onehot: torch.Tensor, real: to
     with section("losses_forward"), autocast():
         d_terms = discriminator_objective(
             m.discriminator, label_onehot, fake, real, fake_features, real_features, loss_cfg,
-            apply_penalty=apply_penalty, penalty_scale=float(every))
+            apply_penalty=apply_penalty, penalty_scale=float(every),
+            image_penalty=m.image_penalty)
         g_terms = generator_objective(label_onehot, fake, real, fake_features, real_features,
                                       m.perceptual, loss_cfg)
         loss_d = sum(d_terms.values())
