@@ -263,13 +263,15 @@ def test_the_functional_penalty_equals_the_eager_one(mode, reduction):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_the_compiled_penalty_on_cuda_gives_the_eager_gradients():
+def test_the_compiled_penalty_on_cuda_gives_the_eager_gradients(monkeypatch):
     """trainer.compile's penalty as Inductor builds it for the GPU (Triton kernels, cuDNN
-    convolutions in float32): the eager penalty's value and discriminator gradients."""
+    convolutions): the eager penalty's value and discriminator gradients. Without TF32, which
+    moved the value by 0.16 % between the two on an H200."""
     from faceregen.losses.gradient_penalty import functional_image_penalty
     from faceregen.models.networks import MultiScaleDiscriminator
     from faceregen.train.objectives import compile_for_shared_pass
 
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     torch.manual_seed(0)
     discriminator = MultiScaleDiscriminator(19, 3, ndf=16, n_layers=3, num_D=3).cuda()
     label = one_hot_map(torch.randint(0, 19, (4, 64, 64)), 19).cuda()
@@ -286,10 +288,10 @@ def test_the_compiled_penalty_on_cuda_gives_the_eager_gradients():
     compiled, compiled_grads = penalty_and_gradients(
         compile_for_shared_pass(functional_image_penalty))
     torch._dynamo.reset()
-    assert compiled.item() == pytest.approx(eager.item(), rel=1e-3)
-    scale = max(g.norm() for g in eager_grads)  # TF32 convolutions: percent-level agreement
+    assert compiled.item() == pytest.approx(eager.item(), rel=1e-4)
+    scale = max(g.norm() for g in eager_grads)
     for a, b in zip(eager_grads, compiled_grads):
-        assert (a - b).norm() <= 1e-2 * a.norm() + 1e-3 * scale
+        assert (a - b).norm() <= 1e-3 * a.norm() + 1e-4 * scale
 
 
 def test_gradient_penalty_on_the_real_discriminator_is_differentiable():
