@@ -264,15 +264,15 @@ def bf16_peak_tflops(device_name: str) -> float | None:
 
 
 # (class, substrings of a kernel or op name, lower case); the first match wins.
-KERNEL_CLASSES = (
+KERNEL_CLASSES = (  # first match wins: Triton's fused names can hold "convolution" and the like
+    ("compiled fusion, reduction", ("triton_red", "triton_per")),
+    ("compiled fusion, pointwise", ("triton_poi", "triton_")),
     ("layout conversion", ("nchwtonhwc", "nhwctonchw", "nchw_to_nhwc", "nhwc_to_nchw")),
     ("conv backward, data", ("dgrad", "convolution_backward_input")),
     ("conv backward, weights", ("wgrad", "convolution_backward_weight")),
     ("conv backward (CPU op)", ("convolution_backward",)),
     ("conv forward", ("fprop", "convolve", "conv2d", "convolution", "implicit_gemm")),
     ("matmul", ("gemm", "nvjet", "cutlass", "addmm", "aten::mm", "aten::bmm")),
-    ("compiled fusion, reduction", ("triton_red", "triton_per")),
-    ("compiled fusion, pointwise", ("triton_poi", "triton_")),
     ("normalisation", ("norm", "var_mean", "welford", "batch_norm")),
     ("padding", ("reflection_pad", "replication_pad", "pad")),
     ("optimiser and EMA", ("multi_tensor", "fused_adam", "adam", "foreach", "lerp")),

@@ -156,6 +156,9 @@ def test_the_suite_picks_rows_by_name_and_records_a_failed_row_without_stopping(
     ("void cudnn::engines_precompiled::nchwToNhwcKernel<float>", ("layout conversion", None)),
     ("void at::native::reflection_pad2d_out_kernel<c10::BFloat16>", ("padding", None)),
     ("triton_per_fused_native_group_norm_0", ("compiled fusion, reduction", None)),
+    ("triton_poi_fused__to_copy_convolution_relu_11", ("compiled fusion, pointwise", None)),
+    ("triton_red_fused_convolution_backward_native_batch_norm_backward_view_11",
+     ("compiled fusion, reduction", None)),
     ("void at::native::(anonymous namespace)::multi_tensor_apply_kernel<FusedAdam>",
      ("optimiser and EMA", None)),
 ])
