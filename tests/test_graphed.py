@@ -104,9 +104,9 @@ def test_replayed_graphs_equal_the_eager_steps_on_cuda(tiny_cfg, precision, monk
     same numbers): two graphs, each recorded after two eager steps and replayed; every loss term
     and, after the eight steps, every weight as the eager step's.
 
-    Plain SGD updates both copies, at a rate where these steps stay bounded (at 0.05 the R1
-    term reached 4e7 by the fourth step on an H200, and the two runs' rounding diverged with
-    it), and the weights' movement is compared as a whole. Adam scales the rounding noise of
+    Plain SGD updates both copies, at a rate where these steps stay bounded (at 0.05 they blew
+    up, a loss term at 4e7 on an H200 and NaN by the fifth step on the CPU, and the two runs'
+    rounding diverged with them), and the weights' movement is compared as a whole. Adam scales the rounding noise of
     near-zero gradients (a bias before an instance norm has one; reflection padding's backward
     adds in a varying order on CUDA) up to full-size steps, so under Adam two runs that round
     differently need not agree weight by weight (an earlier form of this test, with Adam,
