@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# The GPU speed suite in one command, about 6 minutes on one H100 or H200 (docs/speed.md):
+# The GPU speed suite in one command, on one H100 or H200 (docs/speed.md):
 #   scripts/gpu_suite.sh [OUT_DIR]          (default checkpoints/gpu-suite)
 # 1. scripts/bench.py --suite gpu: the pix2pixHD reference step, the baseline and the style model
-#    at 512 px, bf16, channels_last, eager, compiled and as CUDA graphs, batch 4 and 16, with a
-#    kernel profile of the eager style model and a row per penalty schedule and layer form;
-#    table in OUT_DIR/suite.log. ROWS="words;more words" keeps the rows whose names hold one of the
-#    words (bench.py --rows); PROFILE=0 drops the profile.
-# 2. The trainer's own loop at 512 px on synthetic faces (loader wait against step time), eager
-#    and with trainer.cuda_graph=true, and at 128 px, batch 16 (an epoch every 100 steps: does
-#    the epoch boundary stall the loop?).
-# 3. With ALL=1 also what earlier runs answered: the loader alone with 4 and 12 workers, and four
-#    64 px trainings at once against one alone (how well one GPU is shared by small runs).
-# Synthetic data is made in the background while the suite runs (low priority, few workers).
+#    at 512 px, bf16, channels_last, eager and compiled, batch 4 and 16, with kernel profiles of
+#    the style model's eager and compiled step; table in OUT_DIR/suite.log. About five minutes
+#    (estimated: nine rows of mixed kinds, four compiled, took 330 s on an H200; the default
+#    seven have not been timed together). VARIANTS=1 adds the variant
+#    rows (penalty schedules, layer forms, the penalty left eager, no label skips) and the
+#    CUDA-graph rows, which do not fit in that time: pick them with ROWS="words;more words"
+#    (bench.py --rows: the rows whose names hold one of the words, in that order).
+#    PROFILE=0 drops the profiles; SUITE_SECONDS (default 420) caps this step.
+# 2. With ALL=1 also what earlier runs answered: the trainer's own loop at 512 px on synthetic
+#    faces (loader wait against step time), eager and with trainer.cuda_graph=true, and at
+#    128 px, batch 16 (an epoch every 100 steps: does the epoch boundary stall the loop?); the
+#    loader alone with 4 and 12 workers; four 64 px trainings at once against one alone (how well
+#    one GPU is shared by small runs). Their synthetic data is made in the background during
+#    step 1 (low priority, few workers).
 set -uo pipefail
 out=${1:-checkpoints/gpu-suite}
 py=${PYTHON:-python}
@@ -28,19 +32,21 @@ make_data() {  # raw faces at the photo size, prepared at each size
       --out "$root/synthetic/prepared-$prepared" --size "$prepared" --workers 3 || return
   done
 }
-(renice -n 19 "$BASHPID" > /dev/null; make_data "$data/s512" 400 512 512
- make_data "$data/s128" 2000 128 128 64) > "$out/data.log" 2>&1 &
-data_job=$!
+if [ "${ALL:-0}" = 1 ]; then
+  (renice -n 19 "$BASHPID" > /dev/null; make_data "$data/s512" 400 512 512
+   make_data "$data/s128" 2000 128 128 64) > "$out/data.log" 2>&1 &
+  data_job=$!
+fi
 
-rows=()
-if [ -n "${ROWS:-}" ]; then IFS=';' read -r -a rows <<< "$ROWS"; rows=(--rows "${rows[@]}"); fi
-profile=(--profile)
-if [ "${PROFILE:-1}" = 0 ]; then profile=(); fi
+options=(--profile)
+if [ "${PROFILE:-1}" = 0 ]; then options=(); fi
+if [ "${VARIANTS:-0}" = 1 ]; then options+=(--variants); else options+=(--no-graphs); fi
+if [ -n "${ROWS:-}" ]; then IFS=';' read -r -a rows <<< "$ROWS"; options+=(--rows "${rows[@]}"); fi
 log "suite"
 timeout "${SUITE_SECONDS:-420}" "$py" scripts/bench.py --suite gpu --device cuda --precision bf16 \
-  --channels-last --steps 16 --warmup 3 "${profile[@]}" --variants "${rows[@]}" \
-  --out "$out/suite.json" \
+  --channels-last --steps 16 --warmup 3 "${options[@]}" --out "$out/suite.json" \
   2> >(grep -v "randomly initialised VGG19" | tee "$out/suite.log" >&2) > /dev/null
+if [ "${ALL:-0}" != 1 ]; then log "done"; exit 0; fi
 wait "$data_job"
 
 s512=(data=synthetic data.size=512 data.synth_size=512 data.synth_num=400 "paths.data=$data/s512")
@@ -55,7 +61,6 @@ log "trainer loop, 128 px, batch 16"
 "$py" scripts/bench.py --task trainer --steps 150 --warmup 20 trainer=gpu data.size=128 \
   data.batch_size=16 "paths.data=$data/s128" logger.enabled=false \
   --out "$out/trainer-128.json" | tail -n 25
-if [ "${ALL:-0}" != 1 ]; then log "done"; exit 0; fi
 for workers in 4 12; do
   log "loader alone, 512 px, batch 4, $workers workers"
   "$py" scripts/bench.py --task data --workers "$workers" --steps 100 --warmup 10 "${s512[@]}" \
