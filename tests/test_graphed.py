@@ -102,17 +102,17 @@ def test_cuda_graph_with_compile_is_a_user_error(user_error, tiny_overrides, tmp
 def test_replayed_graphs_equal_the_eager_steps_on_cuda(tiny_cfg, precision, monkeypatch):
     """Eight steps with the penalty every second step (R1: no random draw, so both runs see the
     same numbers): two graphs, each recorded after two eager steps and replayed; every loss term
-    and, after the eight steps, every weight as the eager step's.
+    and, after the eight steps, the weights' movement as the eager step's.
 
     Plain SGD updates both copies, at a rate where these steps stay bounded (at 0.05 they blew
     up, a loss term at 4e7 on an H200 and NaN by the fifth step on the CPU, and the two runs'
-    rounding diverged with them), and the weights' movement is compared as a whole. Adam scales the rounding noise of
-    near-zero gradients (a bias before an instance norm has one; reflection padding's backward
-    adds in a varying order on CUDA) up to full-size steps, so under Adam two runs that round
-    differently need not agree weight by weight (an earlier form of this test, with Adam,
-    failed so on an H100 although every loss term of every step agreed). float32 runs without
-    TF32, so that both runs compute in float32, and is the exact check; bf16 checks every loss
-    term within 3 % and the movement loosely.
+    rounding diverged with them), and the movement is compared as a whole. Adam scales the
+    rounding noise of near-zero gradients (a bias before an instance norm has one; reflection
+    padding's backward adds in a varying order on CUDA) up to full-size steps, so under Adam two
+    runs that round differently need not agree weight by weight (an earlier form of this test,
+    with Adam, failed so on an H100 although every loss term of every step agreed). float32
+    runs without TF32, so that both runs compute in float32, and is the exact check; bf16
+    checks every loss term within 3 % and the movement loosely.
     """
     from faceregen.train.graphed import GraphedStep
     from faceregen.utils import autocast_dtype
