@@ -264,7 +264,7 @@ def bf16_peak_tflops(device_name: str) -> float | None:
 
 
 # (class, substrings of a kernel or op name, lower case); the first match wins.
-KERNEL_CLASSES = (  # first match wins: Triton's fused names can hold "convolution" and the like
+KERNEL_CLASSES = (  # Triton's first: their fused names can hold "convolution" and the like
     ("compiled fusion, reduction", ("triton_red", "triton_per")),
     ("compiled fusion, pointwise", ("triton_poi", "triton_")),
     ("layout conversion", ("nchwtonhwc", "nhwctonchw", "nchw_to_nhwc", "nhwc_to_nchw")),
