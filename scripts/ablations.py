@@ -39,6 +39,7 @@ VARIANTS: dict[str, list[str] | None] = {
     "decoder-group": ["model.generator.decoder_norm=group"],
     "decoder-adain": ["model.generator.decoder_norm=adain"],
     "decoder-none": ["model.generator.decoder_norm=none"],
+    "decoder-adain-all": ["model.generator.decoder_norm_layers=all"],  # AdaIN at every upsampling
     "no-mean2": ["model.generator.block_second_shift=false"],
     "label-skips": ["model.generator.label_skips=true"],
     "no-label-skips": ["model.generator.label_skips=false"],  # the default before 2026-11-27

@@ -406,6 +406,45 @@ def test_decoder_norm_replaces_only_the_first_upsampling_norm(decoder_norm, modu
         torch.testing.assert_close(mu, style[:, 4 * c:4 * c + 16], atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("decoder_norm,module", [("adain", AdaIN), ("layer", nn.GroupNorm)])
+def test_decoder_norm_layers_all_replaces_every_upsampling_norm(decoder_norm, module):
+    """decoder_norm_layers="all": every upsampling's norm is decoder_norm; with adain the style
+    ends with (mean, sigma - 1) for C/2 then C/4 channels, in forward order, and each AdaIN's
+    output has the means its slice gives. The same weights with "first" ignore the last slice."""
+    torch.manual_seed(0)
+    kwargs = dict(ngf=8, n_downsample=2, n_blocks=1, use_style=True, upsample="resize",
+                  decoder_norm=decoder_norm, block_second_shift=True, label_skips=True)
+    generator = GlobalGenerator(LABELS, 3, decoder_norm_layers="all", **kwargs)
+    first, second = generator.decoder[3], generator.decoder[8]  # up, skip, conv, NORM, ReLU, ...
+    assert type(first) is module and type(second) is module
+    c = generator.bottleneck_channels
+    label = one_hot_labels(2, 32, 32)
+    if decoder_norm != "adain":
+        assert generator.num_style_params == 4 * c
+        assert generator(label, torch.randn(2, 4 * c)).shape == (2, 3, 32, 32)
+        return
+    assert generator.decoder_adain_sizes == [2 * 16, 2 * 8]
+    assert generator.num_style_params == 4 * c + 2 * 16 + 2 * 8
+    style = torch.randn(2, generator.num_style_params) * 0.3
+    captured = []
+    for norm in (first, second):
+        norm.register_forward_hook(lambda m, i, o: captured.append(o))
+    with torch.no_grad():
+        generator(label, style)
+    for out, start, width in zip(captured, (4 * c, 4 * c + 32), (16, 8)):
+        torch.testing.assert_close(out.mean(dim=(2, 3)), style[:, start:start + width],
+                                   atol=1e-5, rtol=0)
+    first_only = GlobalGenerator(LABELS, 3, decoder_norm_layers="first", **kwargs)
+    first_only.load_state_dict(generator.state_dict())
+    assert first_only.num_style_params == 4 * c + 2 * 16
+    plain_second = style[:, :4 * c + 32].clone()
+    neutral = torch.cat([plain_second, torch.zeros(2, 16)], dim=1)  # zero mean, sigma 1
+    with torch.no_grad():
+        torch.testing.assert_close(generator(label, neutral), first_only(label, plain_second))
+    with pytest.raises(FaceregenError, match="decoder_norm_layers"):
+        GlobalGenerator(LABELS, 3, decoder_norm_layers="last", **kwargs)
+
+
 def test_without_the_second_shift_the_style_has_three_quarters():
     """block_second_shift=false: per block [mean 1 | sigma-1 1 | sigma-1 2]; mean 2 is zero,
     which is the full generator with those entries of the style set to zero."""

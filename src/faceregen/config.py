@@ -84,6 +84,8 @@ class GeneratorConfig:
     label_skips: bool = False
     # Which decoder convolutions the skips feed: all | upsampling | output.
     label_skip_convs: str = "all"
+    # Which upsampling norms decoder_norm replaces: first | all (the others stay instance).
+    decoder_norm_layers: str = "first"
 
 
 @dataclass
@@ -223,6 +225,7 @@ def train_choices() -> dict[str, tuple[str, ...]]:
         VGG_INPUTS,
     )
     from faceregen.models.networks.generator import (
+        DECODER_NORM_LAYERS,
         DECODER_NORMS,
         LABEL_SKIP_CONVS,
         UPSAMPLE_MODES,
@@ -233,6 +236,7 @@ def train_choices() -> dict[str, tuple[str, ...]]:
             "loss.gp_mode": GP_MODES, "loss.gp_reduction": GP_REDUCTIONS,
             "loss.vgg.input": VGG_INPUTS, "model.generator.upsample": UPSAMPLE_MODES,
             "model.generator.decoder_norm": DECODER_NORMS,
+            "model.generator.decoder_norm_layers": DECODER_NORM_LAYERS,
             "model.generator.label_skip_convs": LABEL_SKIP_CONVS,
             "model.style_encoder.sft_mode": SFTLayer.MODES}
 

@@ -16,7 +16,8 @@ from faceregen.errors import FaceregenError
 # without them meant: the architecture of that time. Deliberately not the schema's defaults,
 # which the benchmark may change; an old checkpoint must keep the network it was trained as.
 LEGACY_GENERATOR_ARGUMENTS = {"decoder_norm": "instance", "block_second_shift": True,
-                              "label_skips": False, "label_skip_convs": "all"}
+                              "label_skips": False, "label_skip_convs": "all",
+                              "decoder_norm_layers": "first"}
 
 
 @dataclass

@@ -5,7 +5,8 @@ Style-parameter layout (the ``style`` argument of :meth:`GlobalGenerator.forward
 
     block 0: [mean of norm 1 (C) | std offset of norm 1 (C) | mean of norm 2 (C) | std offset 2 (C)]
     block 1: same, and so on for the n_blocks residual blocks, in forward order;
-    then, with decoder_norm="adain": [mean (C/2) | std offset (C/2)] of the decoder's first norm.
+    then, with decoder_norm="adain": [mean (C/2) | std offset (C/2)] of the decoder's first norm,
+    and with decoder_norm_layers="all" [mean (C/4) | std offset (C/4)] of the second, and so on.
 
 Without ``block_second_shift`` a block has no "mean of norm 2": [mean 1 | std offset 1 |
 std offset 2] (3C). Each AdaIN uses sigma = 1 + std offset, so a zero style vector means
@@ -33,6 +34,12 @@ UPSAMPLE_MODES = ("transpose", "resize")
 # and "group" (DECODER_GROUPS groups) keep most of them; "adain" is instance norm with a mean
 # and std from the style encoder; "none" keeps everything.
 DECODER_NORMS = ("instance", "layer", "group", "adain", "none")
+# Which upsampling norms decoder_norm replaces: the first only (the others stay InstanceNorm),
+# or every one. An InstanceNorm at full resolution standardises each channel over the whole
+# image, so a colour that only the style knows (a background's, a shirt's) has to survive it
+# as a pattern of normalised values, which also shift with the regions' areas; with "all" and
+# adain the style sets those channels' statistics again just before the output convolution.
+DECODER_NORM_LAYERS = ("first", "all")
 DECODER_GROUPS = 8
 # Which decoder convolutions read the label map with label_skips: every one, the upsampling
 # ones only, or the output c7s1 only.
@@ -120,7 +127,8 @@ class GlobalGenerator(nn.Module):
     mirrored upsampling (``"transpose"``: ConvTranspose2d 3x3 s2; ``"resize"``: nearest x2 then
     conv3x3, free of checkerboard artefacts), c7s1-``out_channels``, tanh. InstanceNorm without
     affine and ReLU after every conv outside the blocks except the last; ``decoder_norm``
-    replaces the first upsampling's InstanceNorm (DECODER_NORMS), ``block_second_shift=False``
+    replaces the first upsampling's InstanceNorm, or every one's with ``decoder_norm_layers=
+    "all"`` (DECODER_NORMS, DECODER_NORM_LAYERS), ``block_second_shift=False``
     drops the blocks' second AdaIN mean (:class:`ResnetBlock`). ``label_skips=True`` feeds the
     label map again to the decoder convolutions ``label_skip_convs`` names (:class:`LabelSkip`;
     not in pix2pixHD or the report).
@@ -131,7 +139,7 @@ class GlobalGenerator(nn.Module):
     def __init__(self, label_classes: int, out_channels: int, ngf: int, n_downsample: int,
                  n_blocks: int, use_style: bool, upsample: str, decoder_norm: str,
                  block_second_shift: bool, label_skips: bool = False,
-                 label_skip_convs: str = "all"):
+                 label_skip_convs: str = "all", decoder_norm_layers: str = "first"):
         super().__init__()
         if upsample not in UPSAMPLE_MODES:
             raise FaceregenError(
@@ -142,6 +150,9 @@ class GlobalGenerator(nn.Module):
         if label_skip_convs not in LABEL_SKIP_CONVS:
             raise FaceregenError(f"model.generator.label_skip_convs must be one of "
                                  f"{LABEL_SKIP_CONVS}, got {label_skip_convs!r}")
+        if decoder_norm_layers not in DECODER_NORM_LAYERS:
+            raise FaceregenError(f"model.generator.decoder_norm_layers must be one of "
+                                 f"{DECODER_NORM_LAYERS}, got {decoder_norm_layers!r}")
         if decoder_norm == "adain" and not use_style:
             raise FaceregenError("model.generator.decoder_norm=adain needs a style encoder "
                                  "(model.style_encoder); the baseline has none")
@@ -166,7 +177,8 @@ class GlobalGenerator(nn.Module):
 
         self.blocks = nn.ModuleList(ResnetBlock(channels, use_style, block_second_shift)
                                     for _ in range(n_blocks))
-        self.decoder_style_params = 2 * (channels // 2) if decoder_norm == "adain" else 0
+        # One (mean, std offset) pair of C/2, C/4, ... values per decoder AdaIN, in forward order.
+        self.decoder_adain_sizes: list[int] = []
 
         # With label_skips a LabelSkip sits just before each convolution (after the nearest
         # upsampling, so the label map joins at the conv's own resolution) and widens its input;
@@ -185,8 +197,10 @@ class GlobalGenerator(nn.Module):
             else:
                 layers += [nn.Upsample(scale_factor=2, mode="nearest"), *marker,
                            nn.Conv2d(channels + extra, channels // 2, 3, padding=1)]
-            norm = "instance" if index > 0 else decoder_norm
+            norm = decoder_norm if index == 0 or decoder_norm_layers == "all" else "instance"
             layers += [decoder_norm_layer(norm, channels // 2), nn.ReLU()]
+            if norm == "adain":
+                self.decoder_adain_sizes.append(2 * (channels // 2))
             channels //= 2
         marker, extra = skip("output")
         layers += [*marker, nn.ReflectionPad2d(3), nn.Conv2d(channels + extra, out_channels, 7),
@@ -194,6 +208,10 @@ class GlobalGenerator(nn.Module):
         self.decoder = nn.Sequential(*layers)
         self.label_skips = label_skips
         init_weights(self)
+
+    @property
+    def decoder_style_params(self) -> int:
+        return sum(self.decoder_adain_sizes)
 
     @property
     def num_style_params(self) -> int:
@@ -239,10 +257,11 @@ class GlobalGenerator(nn.Module):
                 label_onehot: torch.Tensor) -> torch.Tensor:
         if self.decoder_norm != "adain" and not self.label_skips:
             return self.decoder(h)
-        if decoder_style is not None:
-            mean, std_offset = decoder_style.chunk(2, dim=1)
+        adain_styles = iter(decoder_style.split(self.decoder_adain_sizes, dim=1)
+                            if decoder_style is not None else ())
         for layer in self.decoder:
             if isinstance(layer, AdaIN):
+                mean, std_offset = next(adain_styles).chunk(2, dim=1)
                 h = layer(h, mean, 1 + std_offset)
             elif isinstance(layer, LabelSkip):
                 h = layer(h, label_onehot)
@@ -269,13 +288,13 @@ class RegionalGenerator(GlobalGenerator):
     def __init__(self, label_classes: int, out_channels: int, ngf: int, n_downsample: int,
                  n_blocks: int, use_style: bool, upsample: str, decoder_norm: str,
                  block_second_shift: bool, label_skips: bool = False,
-                 label_skip_convs: str = "all"):
+                 label_skip_convs: str = "all", decoder_norm_layers: str = "first"):
         if not use_style:
             raise FaceregenError("the regional generator needs a style encoder "
                                  "(model.style_encoder); use GlobalGenerator without one")
         super().__init__(label_classes, out_channels, ngf, n_downsample, n_blocks, use_style,
                          upsample, decoder_norm, block_second_shift, label_skips,
-                         label_skip_convs)
+                         label_skip_convs, decoder_norm_layers)
         for block in self.blocks:
             block.norm1, block.norm2 = SpatialAdaIN(), SpatialAdaIN()
 
