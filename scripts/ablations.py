@@ -12,7 +12,8 @@ Every (variant, seed) trains in ``OUT/<variant>/seed<s>`` (resumed, so a rerun o
 what is missing) and is scored alone by `faceregen eval` (the ``model`` row of its
 metrics.json); the table gives the mean over seeds and, with several seeds, the spread
 (max - min). ``--detail`` adds the small face parts: their mask-swap IoU and the attributes
-they decide, with the false alarms (predicted present, absent) among the errors. ``--jobs N``
+they decide, with the false alarms (predicted present, absent) among the errors; ``--colour``
+the mask-swap colour error of each region, seed by seed. ``--jobs N``
 trains N runs at once: on a GPU one small run leaves most of the device idle. Further
 arguments after ``--`` go to every training run.
 """
@@ -198,6 +199,33 @@ def detail_table(results: list[dict], names: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def colour_table(results: list[dict], names: list[str]) -> str:
+    """The mask-swap colour error (CIELAB) per region: the mean over seeds, then each seed's
+    value, since one region (the background, say) can hold most of the spread between seeds."""
+    regions: list[str] = []
+    for r in results:
+        for region in r["protocols"]["mask_swap"].get("region_color_error_per_region") or {}:
+            if region not in regions:
+                regions.append(region)
+    lines = ["| variant | seeds | " + " | ".join(regions) + " | mean |",
+             "|---|---|" + "---|" * (len(regions) + 1)]
+    for name in names:
+        rows = [r for r in results if r["variant"] == name]
+        if not rows:
+            continue
+        cells = [name, ",".join(str(r["seed"]) for r in rows)]
+        for values in ([r["protocols"]["mask_swap"].get("region_color_error_per_region", {})
+                        .get(region) for r in rows] for region in regions):
+            values = [v for v in values if isinstance(v, (int, float))]
+            cells.append(f"{sum(values) / len(values):.2f} ({', '.join(f'{v:.2f}' for v in values)})"
+                         if values else "-")
+        means = [r["protocols"]["mask_swap"].get("region_color_error") for r in rows]
+        means = [v for v in means if isinstance(v, (int, float))]
+        cells.append(f"{sum(means) / len(means):.2f}" if means else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("variants", nargs="*")
@@ -212,6 +240,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="train nothing: the table of the runs already scored")
     parser.add_argument("--detail", action="store_true",
                         help="also the small parts' IoU and attributes (mask swap)")
+    parser.add_argument("--colour", action="store_true",
+                        help="also the colour error of each region, seed by seed (mask swap)")
     argv = sys.argv[1:] if argv is None else argv
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
@@ -229,6 +259,8 @@ def main(argv: list[str] | None = None) -> None:
         print(summary_table(results, args.variants))
         if args.detail:
             print(detail_table(results, args.variants))
+        if args.colour:
+            print(colour_table(results, args.variants))
         return
     # The first run makes the dataset and the first eval trains the evaluators: unless they
     # are there already, do that one alone so that parallel runs do not race to write them.
@@ -241,6 +273,8 @@ def main(argv: list[str] | None = None) -> None:
               + (f", OMP_NUM_THREADS={env_threads}" if env_threads else ""))
     if args.detail:
         table += "\n" + detail_table(results, args.variants)
+    if args.colour:
+        table += "\n" + colour_table(results, args.variants)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"table-{args.steps}.md").write_text(header + "\n\n" + table)
     (args.out / f"results-{args.steps}.json").write_text(json.dumps(results, indent=1))

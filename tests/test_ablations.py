@@ -71,3 +71,15 @@ def test_the_detail_table_averages_part_iou_and_lists_false_alarms(ablations):
     assert cells[2:2 + len(ablations.DETAIL_CLASSES)] == ["0.60"] * len(ablations.DETAIL_CLASSES)
     assert cells[-1] == "75.0 (FP 3/5)"
     assert "| baseline |" not in table  # no runs: no row
+
+
+def test_the_colour_table_gives_each_region_seed_by_seed(ablations):
+    def result(seed: int, background: float) -> dict:
+        swap = {"region_color_error": (4.0 + background) / 2,
+                "region_color_error_per_region": {"skin": 4.0, "background": background}}
+        return {"variant": "default", "seed": seed, "protocols": {"mask_swap": swap}}
+
+    table = ablations.colour_table([result(0, 18.0), result(1, 4.0)], ["default", "baseline"])
+    assert table.splitlines()[0] == "| variant | seeds | skin | background | mean |"
+    assert "| default | 0,1 | 4.00 (4.00, 4.00) | 11.00 (18.00, 4.00) | 7.50 |" in table
+    assert "| baseline |" not in table
