@@ -294,3 +294,37 @@ def test_attribute_leak_script_splits_errors_by_the_reference(writable_dataset, 
         assert all(0 <= hits <= of for hits, of in counts)
         assert counts[0][1] + counts[1][1] == len(faces) - with_it
         assert counts[2][1] + counts[3][1] == with_it
+
+
+def test_style_probe_scores_a_linear_target_and_runs_on_a_checkpoint(writable_dataset, tmp_path,
+                                                                     tiny_cfg, tiny_checkpoint,
+                                                                     capsys):
+    script = Path(__file__).resolve().parents[1] / "scripts" / "style_probe.py"
+    spec = importlib.util.spec_from_file_location("style_probe", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    generator = torch.Generator().manual_seed(0)
+    x, xt = (torch.randn(n, 5, generator=generator, dtype=torch.float64) for n in (200, 100))
+    weights = torch.tensor([1.0, -2.0, 0.5, 0.0, 3.0], dtype=torch.float64)
+    assert module.probe_r2(x, x @ weights + 4, xt, xt @ weights + 4, ridge=1e-6) > 0.999
+    noise = torch.randn(100, generator=generator, dtype=torch.float64)
+    assert module.probe_r2(x, torch.randn(200, generator=generator, dtype=torch.float64), xt,
+                           noise, ridge=1.0) < 0.1
+    y = x @ weights
+    y[:10] = float("nan")  # a region missing in some faces: left out, not a NaN score
+    assert module.probe_r2(x, y, xt, xt @ weights, ridge=1e-6) > 0.999
+
+    checkpoint = tiny_checkpoint(tmp_path / "model.pt", tiny_cfg(data_dir=writable_dataset))
+    module.main([str(checkpoint), "--data", str(writable_dataset), "--train-faces", "8",
+                 "--test-split", "train", "--batch-size", "5"])
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.startswith("| checkpoint |"))
+    assert "| background a* |" in header and "| cloth b* |" in header
+    row = next(line for line in out.splitlines() if line.startswith(f"| {checkpoint} |"))
+    assert len(row.strip("|").split("|")) == 1 + 15
+
+    baseline = tiny_checkpoint(tmp_path / "baseline.pt",
+                               tiny_cfg("+experiment=synthetic_baseline",
+                                        data_dir=writable_dataset))
+    with pytest.raises(FaceregenError, match="no style to probe"):
+        module.main([str(baseline), "--data", str(writable_dataset)])
