@@ -303,10 +303,10 @@ def test_build_networks_from_composed_config(extra, styled, tiny_cfg):
     label, ref = one_hot_labels(1, 32, 32), images(1, 32, 32)
     if styled:
         assert isinstance(nets.style_encoder, StyleEncoder)
-        # the residual block's two AdaINs (4C) and the decoder's (decoder_norm=adain: C/2 means,
-        # C/2 sigma offsets), C = 32 at the tiny size
-        assert nets.generator.decoder_style_params == 32
-        assert nets.style_encoder.num_style_params == nets.generator.num_style_params == 5 * 32
+        # the residual block's two AdaINs (4C) and the decoder's (decoder_norm=adain at every
+        # upsampling norm: C/2 means and sigma offsets, then C/4), C = 32 at the tiny size
+        assert nets.generator.decoder_adain_sizes == [32, 16]
+        assert nets.style_encoder.num_style_params == nets.generator.num_style_params == 4 * 32 + 48
         assert nets.style_encoder.head.out_channels == nets.generator.num_style_params
     else:
         assert nets.style_encoder is None and nets.generator.num_style_params == 0
@@ -545,7 +545,8 @@ def test_a_checkpoint_from_before_the_generator_options_loads_as_it_was_trained(
     from faceregen.regen import load_model
 
     cfg = tiny_cfg("model.generator.decoder_norm=instance",  # the network of that time
-                   "model.generator.label_skips=false")
+                   "model.generator.label_skips=false",
+                   "model.generator.decoder_norm_layers=first")
     path = tiny_checkpoint(tmp_path / "new.pt", cfg)
     state = load_checkpoint(path)
     for key in LEGACY_GENERATOR_ARGUMENTS:
@@ -570,7 +571,8 @@ def test_a_checkpoint_from_before_the_generator_options_loads_as_it_was_trained(
 
 def test_decoder_adain_parameters_come_from_the_encoder(tiny_cfg):
     """build_networks sizes the encoder's head for the decoder AdaIN too (C/2 means + sigmas)."""
-    nets = build_networks(tiny_cfg("model.generator.decoder_norm=adain").model)
+    nets = build_networks(tiny_cfg("model.generator.decoder_norm=adain",
+                                   "model.generator.decoder_norm_layers=first").model)
     assert nets.style_encoder.num_style_params == nets.generator.num_style_params == 4 * 32 + 32
     label, ref = one_hot_labels(1, 32, 32), images(1, 32, 32)
     assert generate(nets.generator, nets.style_encoder, label, ref, label).shape == (1, 3, 32, 32)
