@@ -32,15 +32,18 @@ from faceregen.regen import load_model
 
 
 @torch.no_grad()
-def styles_and_colours(model, faces, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Styles [N, P] (float64) and region CIELAB means [N, R, 3] (NaN: region missing)."""
-    styles, colours = [], []
+def styles_and_colours(models, faces, batch_size: int
+                       ) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Each model's styles [N, P] (float64) and the region CIELAB means [N, R, 3] (NaN: region
+    missing), in one pass over the faces for all models."""
+    styles, colours = [[] for _ in models], []
     for batch in DataLoader(faces, batch_size=batch_size):
-        style = model.encode_style(batch["ref_image"], batch["ref_label"])
-        styles.append(style.reshape(style.shape[0], -1).double().cpu())
+        for model, model_styles in zip(models, styles):
+            style = model.encode_style(batch["ref_image"], batch["ref_label"])
+            model_styles.append(style.reshape(style.shape[0], -1).double().cpu())
         colours.append(metrics.region_mean_lab(to_unit_range(batch["ref_image"]),
                                                batch["ref_label"], COLOR_REGION_CLASSES)[0])
-    return torch.cat(styles), torch.cat(colours)
+    return [torch.cat(model_styles) for model_styles in styles], torch.cat(colours)
 
 
 def probe_r2(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
@@ -86,9 +89,9 @@ def main(argv: list[str] | None = None) -> None:
     header = [f"{region} {channel}" for region in COLOR_REGIONS for channel in ("L*", "a*", "b*")]
     print("| checkpoint | " + " | ".join(header) + " |")
     print("|---|" + "---|" * len(header))
-    for path, model in zip(args.checkpoints, models):
-        train_x, train_y = styles_and_colours(model, train, args.batch_size)
-        test_x, test_y = styles_and_colours(model, test, args.batch_size)
+    train_styles, train_y = styles_and_colours(models, train, args.batch_size)
+    test_styles, test_y = styles_and_colours(models, test, args.batch_size)
+    for path, train_x, test_x in zip(args.checkpoints, train_styles, test_styles):
         cells = [probe_r2(train_x, train_y[:, region, channel], test_x,
                           test_y[:, region, channel], args.ridge)
                  for region in range(len(COLOR_REGIONS)) for channel in range(3)]
