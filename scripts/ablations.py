@@ -40,7 +40,9 @@ VARIANTS: dict[str, list[str] | None] = {
     "decoder-group": ["model.generator.decoder_norm=group"],
     "decoder-adain": ["model.generator.decoder_norm=adain"],
     "decoder-none": ["model.generator.decoder_norm=none"],
-    "decoder-adain-all": ["model.generator.decoder_norm_layers=all"],  # AdaIN at every upsampling
+    # AdaIN at every upsampling norm (the default since 2026-11-27) or the first only (before)
+    "decoder-adain-all": ["model.generator.decoder_norm_layers=all"],
+    "decoder-adain-first": ["model.generator.decoder_norm_layers=first"],
     "no-mean2": ["model.generator.block_second_shift=false"],
     "label-skips": ["model.generator.label_skips=true"],
     "no-label-skips": ["model.generator.label_skips=false"],  # the default before 2026-11-27
@@ -214,11 +216,12 @@ def colour_table(results: list[dict], names: list[str]) -> str:
         if not rows:
             continue
         cells = [name, ",".join(str(r["seed"]) for r in rows)]
-        for values in ([r["protocols"]["mask_swap"].get("region_color_error_per_region", {})
-                        .get(region) for r in rows] for region in regions):
+        for region in regions:
+            values = [(r["protocols"]["mask_swap"].get("region_color_error_per_region") or {})
+                      .get(region) for r in rows]
             values = [v for v in values if isinstance(v, (int, float))]
-            cells.append(f"{sum(values) / len(values):.2f} ({', '.join(f'{v:.2f}' for v in values)})"
-                         if values else "-")
+            seeds = ", ".join(f"{v:.2f}" for v in values)
+            cells.append(f"{sum(values) / len(values):.2f} ({seeds})" if values else "-")
         means = [r["protocols"]["mask_swap"].get("region_color_error") for r in rows]
         means = [v for v in means if isinstance(v, (int, float))]
         cells.append(f"{sum(means) / len(means):.2f}" if means else "-")
