@@ -11,6 +11,7 @@ from faceregen.errors import FaceregenError
 from faceregen.models import build_networks, generate
 from faceregen.models.networks.encoder import RegionalStyleEncoder, region_average
 from faceregen.models.networks.generator import GlobalGenerator, RegionalGenerator
+from faceregen.models.networks.normalization import SpatialAdaIN
 
 LABELS = 19
 OPTIONS = {"decoder_norm": "instance", "block_second_shift": True}
@@ -29,11 +30,11 @@ def photos(batch: int, size: int, seed: int = 1) -> torch.Tensor:
     return torch.rand(batch, 3, size, size, generator=g) * 2 - 1
 
 
-def networks(decoder_norm: str = "instance", seed: int = 0):
+def networks(decoder_norm: str = "instance", seed: int = 0, **options):
     torch.manual_seed(seed)
     generator = RegionalGenerator(LABELS, 3, ngf=8, n_downsample=2, n_blocks=2, use_style=True,
                                   upsample="resize", decoder_norm=decoder_norm,
-                                  block_second_shift=True)
+                                  block_second_shift=True, **options)
     encoder = RegionalStyleEncoder(LABELS, 3, generator.num_style_params, "plus_one", True)
     # The offsets start near zero; make them matter so that the properties are not trivial.
     with torch.no_grad():
@@ -92,12 +93,15 @@ def test_a_region_row_reads_only_its_own_region_of_the_reference():
     assert not torch.allclose(after[:, 0], before[:, 0])
 
 
-@pytest.mark.parametrize("decoder_norm", ["instance", "adain"])
-def test_rows_all_equal_to_the_global_style_give_the_global_generator(decoder_norm):
-    regional, encoder = networks(decoder_norm)
+@pytest.mark.parametrize("decoder_norm, options", [
+    ("instance", {}), ("adain", {}),
+    ("adain", {"decoder_norm_layers": "all", "label_skips": True, "decoder_styles": "regional"})])
+def test_rows_all_equal_to_the_global_style_give_the_global_generator(decoder_norm, options):
+    regional, encoder = networks(decoder_norm, **options)
+    options = {key: value for key, value in options.items() if key != "decoder_styles"}
     plain = GlobalGenerator(LABELS, 3, ngf=8, n_downsample=2, n_blocks=2, use_style=True,
                             upsample="resize", decoder_norm=decoder_norm,
-                            block_second_shift=True).eval()
+                            block_second_shift=True, **options).eval()
     plain.load_state_dict(regional.state_dict())
     label = label_maps(2, 32)
     with torch.no_grad():
@@ -123,6 +127,53 @@ def test_each_bottleneck_pixel_is_modulated_with_the_style_of_its_class():
     for column, k in ((0, 1), (3, 1), (4, 13), (7, 13)):  # the 8x8 bottleneck's columns
         torch.testing.assert_close(seen["mean"][0, :, 2, column], mean_rows[1 + k])
         torch.testing.assert_close(seen["std"][0, :, 2, column], std_rows[1 + k])
+
+
+def test_regional_decoder_styles_modulate_each_decoder_pixel_with_its_class_row():
+    """decoder_styles=regional: every decoder AdaIN's target statistics at a pixel are the
+    decoder part of its class's row (here at 16x16 and 32x32); global takes row 0 everywhere."""
+    generator, encoder = networks("adain", decoder_norm_layers="all", decoder_styles="regional")
+    label = torch.zeros(1, LABELS, 32, 32)
+    label[:, 1, :, :16] = 1   # skin on the left half
+    label[:, 18, :, 16:] = 1  # cloth on the right half
+    adains = [m for m in generator.decoder if isinstance(m, SpatialAdaIN)]
+    assert len(adains) == len(generator.decoder_adain_sizes) == 2
+    seen = []
+    for adain in adains:
+        adain.register_forward_hook(
+            lambda module, inputs, output: seen.append((inputs[1], inputs[2])))
+    with torch.no_grad():
+        style = encoder(photos(1, 32), label)
+        generator(label, style)
+    offset = generator.num_style_params - generator.decoder_style_params
+    for size, (mean, std) in zip(generator.decoder_adain_sizes, seen):
+        channels = size // 2
+        rows = style[0, :, offset:offset + size]
+        width = mean.shape[-1]
+        for column, k in ((0, 1), (width // 2 - 1, 1), (width // 2, 18), (width - 1, 18)):
+            torch.testing.assert_close(mean[0, :, 3, column], rows[1 + k, :channels])
+            torch.testing.assert_close(std[0, :, 3, column], 1 + rows[1 + k, channels:])
+        offset += size
+    # the cloth row's decoder part moves the image with regional decoder styles, and does
+    # nothing with global ones (whose decoder reads row 0 only)
+    changed = style.clone()
+    changed[:, 1 + 18, generator.num_style_params - generator.decoder_style_params:] += 1.0
+    global_decoder, _ = networks("adain", decoder_norm_layers="all", decoder_styles="global")
+    global_decoder.load_state_dict(generator.state_dict())
+    with torch.no_grad():
+        assert not torch.allclose(generator(label, changed), generator(label, style))
+        assert torch.equal(global_decoder(label, changed), global_decoder(label, style))
+
+
+def test_decoder_styles_are_checked():
+    with pytest.raises(FaceregenError, match="decoder_styles must be one of"):
+        networks("adain", decoder_styles="local")
+    with pytest.raises(FaceregenError, match="needs decoder_norm=adain"):
+        networks("instance", decoder_styles="regional")
+    with pytest.raises(FaceregenError, match="needs the regional generator"):
+        GlobalGenerator(LABELS, 3, ngf=8, n_downsample=2, n_blocks=2, use_style=True,
+                        upsample="resize", decoder_norm="adain", block_second_shift=True,
+                        decoder_styles="regional")
 
 
 def test_the_regional_generator_refuses_a_global_style_vector():

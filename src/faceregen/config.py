@@ -86,6 +86,8 @@ class GeneratorConfig:
     label_skip_convs: str = "all"
     # Which upsampling norms decoder_norm replaces: first | all (the others stay instance).
     decoder_norm_layers: str = "first"
+    # The regional generator's decoder AdaINs: global (row 0) | regional (each pixel its class's).
+    decoder_styles: str = "global"
 
 
 @dataclass
@@ -227,6 +229,7 @@ def train_choices() -> dict[str, tuple[str, ...]]:
     from faceregen.models.networks.generator import (
         DECODER_NORM_LAYERS,
         DECODER_NORMS,
+        DECODER_STYLES,
         LABEL_SKIP_CONVS,
         UPSAMPLE_MODES,
     )
@@ -237,6 +240,7 @@ def train_choices() -> dict[str, tuple[str, ...]]:
             "loss.vgg.input": VGG_INPUTS, "model.generator.upsample": UPSAMPLE_MODES,
             "model.generator.decoder_norm": DECODER_NORMS,
             "model.generator.decoder_norm_layers": DECODER_NORM_LAYERS,
+            "model.generator.decoder_styles": DECODER_STYLES,
             "model.generator.label_skip_convs": LABEL_SKIP_CONVS,
             "model.style_encoder.sft_mode": SFTLayer.MODES}
 

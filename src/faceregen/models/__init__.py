@@ -17,7 +17,7 @@ from faceregen.errors import FaceregenError
 # which the benchmark may change; an old checkpoint must keep the network it was trained as.
 LEGACY_GENERATOR_ARGUMENTS = {"decoder_norm": "instance", "block_second_shift": True,
                               "label_skips": False, "label_skip_convs": "all",
-                              "decoder_norm_layers": "first"}
+                              "decoder_norm_layers": "first", "decoder_styles": "global"}
 
 
 @dataclass

@@ -44,6 +44,11 @@ DECODER_GROUPS = 8
 # Which decoder convolutions read the label map with label_skips: every one, the upsampling
 # ones only, or the output c7s1 only.
 LABEL_SKIP_CONVS = ("all", "upsampling", "output")
+# Which style the decoder's AdaINs take in the regional generator: the reference's global style
+# (one mean and std per channel for the whole image), or every pixel its own class's style at
+# each decoder resolution, as the residual blocks do (SEAN's per-region modulation at every
+# scale). "regional" lets a region's colour reach the output from its own row only.
+DECODER_STYLES = ("global", "regional")
 
 
 class LabelSkip(nn.Module):
@@ -131,7 +136,8 @@ class GlobalGenerator(nn.Module):
     "all"`` (DECODER_NORMS, DECODER_NORM_LAYERS), ``block_second_shift=False``
     drops the blocks' second AdaIN mean (:class:`ResnetBlock`). ``label_skips=True`` feeds the
     label map again to the decoder convolutions ``label_skip_convs`` names (:class:`LabelSkip`;
-    not in pix2pixHD or the report).
+    not in pix2pixHD or the report). ``decoder_styles`` is the regional generator's
+    (DECODER_STYLES); this class takes only "global".
     """
 
     regional = False  # one style per sample (RegionalGenerator: one per label class)
@@ -139,7 +145,8 @@ class GlobalGenerator(nn.Module):
     def __init__(self, label_classes: int, out_channels: int, ngf: int, n_downsample: int,
                  n_blocks: int, use_style: bool, upsample: str, decoder_norm: str,
                  block_second_shift: bool, label_skips: bool = False,
-                 label_skip_convs: str = "all", decoder_norm_layers: str = "first"):
+                 label_skip_convs: str = "all", decoder_norm_layers: str = "first",
+                 decoder_styles: str = "global"):
         super().__init__()
         if upsample not in UPSAMPLE_MODES:
             raise FaceregenError(
@@ -153,6 +160,15 @@ class GlobalGenerator(nn.Module):
         if decoder_norm_layers not in DECODER_NORM_LAYERS:
             raise FaceregenError(f"model.generator.decoder_norm_layers must be one of "
                                  f"{DECODER_NORM_LAYERS}, got {decoder_norm_layers!r}")
+        if decoder_styles not in DECODER_STYLES:
+            raise FaceregenError(f"model.generator.decoder_styles must be one of "
+                                 f"{DECODER_STYLES}, got {decoder_styles!r}")
+        if decoder_styles == "regional" and not self.regional:
+            raise FaceregenError("model.generator.decoder_styles=regional needs the regional "
+                                 "generator (model=style_regional)")
+        if decoder_styles == "regional" and decoder_norm != "adain":
+            raise FaceregenError("model.generator.decoder_styles=regional needs "
+                                 "decoder_norm=adain: no other decoder norm takes a style")
         if decoder_norm == "adain" and not use_style:
             raise FaceregenError("model.generator.decoder_norm=adain needs a style encoder "
                                  "(model.style_encoder); the baseline has none")
@@ -257,11 +273,14 @@ class GlobalGenerator(nn.Module):
                 label_onehot: torch.Tensor) -> torch.Tensor:
         if self.decoder_norm != "adain" and not self.label_skips:
             return self.decoder(h)
-        adain_styles = iter(decoder_style.split(self.decoder_adain_sizes, dim=1)
+        adain_styles = iter(decoder_style.split(self.decoder_adain_sizes, dim=-1)
                             if decoder_style is not None else ())
         for layer in self.decoder:
             if isinstance(layer, AdaIN):
-                mean, std_offset = next(adain_styles).chunk(2, dim=1)
+                params = next(adain_styles)
+                if params.dim() == 3:  # one row per class: per-pixel maps at this resolution
+                    params = class_style_maps(label_onehot, params, h)
+                mean, std_offset = params.chunk(2, dim=1)
                 h = layer(h, mean, 1 + std_offset)
             elif isinstance(layer, LabelSkip):
                 h = layer(h, label_onehot)
@@ -270,17 +289,27 @@ class GlobalGenerator(nn.Module):
         return h
 
 
+def class_style_maps(label_onehot: torch.Tensor, class_styles: torch.Tensor,
+                     like: torch.Tensor) -> torch.Tensor:
+    """Per-pixel style maps [B, P, H, W] at ``like``'s resolution from one style row per class
+    ([B, K, P]): each pixel gets its class's row, area-weighted where a pixel covers several
+    classes (the one-hot label map averaged down to H x W)."""
+    weights = F.adaptive_avg_pool2d(label_onehot.to(like.dtype), like.shape[-2:])
+    return torch.einsum("bkhw,bkp->bphw", weights, class_styles.to(like.dtype))
+
+
 class RegionalGenerator(GlobalGenerator):
     """:class:`GlobalGenerator` whose residual blocks take one style per label class.
 
     ``style`` is [B, 1 + K, num_style_params] (:class:`~faceregen.models.networks.encoder.
     RegionalStyleEncoder`'s output): row 0 the global style, row 1 + k the style of class k.
     Each block's AdaIN parameters become maps: every bottleneck pixel gets the style of its
-    class in the target label map, area-weighted where a pixel covers several classes (the label
-    map downsampled by averaging its one-hot channels), and the blocks' AdaINs modulate with
-    them pixel by pixel (:class:`SpatialAdaIN`). The decoder's AdaIN (``decoder_norm=adain``)
-    keeps the global style. Same constructor, weights and style layout per row as the parent,
-    so a style whose rows all equal one global style gives the parent's output.
+    class in the target label map (:func:`class_style_maps`), and the blocks' AdaINs modulate
+    with them pixel by pixel (:class:`SpatialAdaIN`). The decoder's AdaINs
+    (``decoder_norm=adain``) take the global style, or with ``decoder_styles="regional"`` the
+    class rows too, at each decoder resolution. Same constructor, weights and style layout per
+    row as the parent, so a style whose rows all equal one global style gives the parent's
+    output.
     """
 
     regional = True
@@ -288,15 +317,21 @@ class RegionalGenerator(GlobalGenerator):
     def __init__(self, label_classes: int, out_channels: int, ngf: int, n_downsample: int,
                  n_blocks: int, use_style: bool, upsample: str, decoder_norm: str,
                  block_second_shift: bool, label_skips: bool = False,
-                 label_skip_convs: str = "all", decoder_norm_layers: str = "first"):
+                 label_skip_convs: str = "all", decoder_norm_layers: str = "first",
+                 decoder_styles: str = "global"):
         if not use_style:
             raise FaceregenError("the regional generator needs a style encoder "
                                  "(model.style_encoder); use GlobalGenerator without one")
         super().__init__(label_classes, out_channels, ngf, n_downsample, n_blocks, use_style,
                          upsample, decoder_norm, block_second_shift, label_skips,
-                         label_skip_convs, decoder_norm_layers)
+                         label_skip_convs, decoder_norm_layers, decoder_styles)
         for block in self.blocks:
             block.norm1, block.norm2 = SpatialAdaIN(), SpatialAdaIN()
+        self.decoder_styles = decoder_styles
+        if decoder_styles == "regional":
+            for index, layer in enumerate(self.decoder):
+                if isinstance(layer, AdaIN):
+                    self.decoder[index] = SpatialAdaIN(layer.eps)
 
     def forward(self, label_onehot: torch.Tensor, style: torch.Tensor | None = None
                 ) -> torch.Tensor:
@@ -307,12 +342,12 @@ class RegionalGenerator(GlobalGenerator):
             raise FaceregenError(
                 f"the regional generator needs per-region styles [B, {expected[0]}, "
                 f"{expected[1]}] from a regional style encoder, got {got}")
-        *block_styles, _ = style[:, 1:].split(
+        *block_styles, region_decoder_style = style[:, 1:].split(
             [b.num_style_params for b in self.blocks] + [self.decoder_style_params], dim=2)
-        decoder_style = style[:, 0, self.num_style_params - self.decoder_style_params:]
+        decoder_style = (region_decoder_style if self.decoder_styles == "regional" else
+                         style[:, 0, self.num_style_params - self.decoder_style_params:])
 
         h = self.encoder(label_onehot)
-        weights = F.adaptive_avg_pool2d(label_onehot.to(h.dtype), h.shape[-2:])
         for block, region_style in zip(self.blocks, block_styles):
-            h = block(h, torch.einsum("bkhw,bkp->bphw", weights, region_style.to(h.dtype)))
+            h = block(h, class_style_maps(label_onehot, region_style, h))
         return self._decode(h, decoder_style, label_onehot)
