@@ -29,6 +29,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+REGIONAL_DECODER = ["model=style_regional", "model.generator.decoder_norm=adain",
+                    "model.generator.decoder_norm_layers=all", "model.generator.label_skips=true"]
 # name -> overrides of the style model's training (None: the baseline experiment).
 VARIANTS: dict[str, list[str] | None] = {
     "baseline": None,
@@ -71,6 +73,16 @@ VARIANTS: dict[str, list[str] | None] = {
     # SPADE's two time-scale rule (D at 4x G's rate, betas 0 and 0.9), about the offline rate
     "ttur": ["optim.generator.lr=5e-4", "optim.discriminator.lr=2e-3",
              "optim.generator.betas=[0,0.9]", "optim.discriminator.betas=[0,0.9]"],
+    # the regional model (model=style_regional): as measured before 2026-11-28 (the report's
+    # instance-norm decoder, no label skips), with the global model's decoder and skips, and
+    # with those and every decoder AdaIN taking each pixel's class row (decoder_styles=regional)
+    "regional-before": ["model=style_regional", "model.generator.decoder_norm=instance",
+                        "model.generator.label_skips=false"],
+    "regional-global-decoder": REGIONAL_DECODER + ["model.generator.decoder_styles=global"],
+    "regional-decoder": REGIONAL_DECODER + ["model.generator.decoder_styles=regional"],
+    # the regional model's training augmentation (data.region_recolor), off, or on for any model
+    "no-region-recolor": ["data.region_recolor=0"],
+    "region-recolor": ["data.region_recolor=0.5"],
     "style-lr-0.1": ["optim.style_encoder_lr_scale=0.1"],
     "style-lr-0.01": ["optim.style_encoder_lr_scale=0.01"],
 }
