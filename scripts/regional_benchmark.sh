@@ -3,7 +3,7 @@
 # model and the regional one (model=style_regional) trained with the same budget on the offline
 # synthetic set, then `faceregen eval` with the regional model as `model` and the global one as
 # `baseline`, so that every table (region mixing included) has the global row to beat; last,
-# scripts/regional_verdict.py checks the numbers against issue #17's target.
+# scripts/regional_verdict.py checks the numbers against the regional model's target.
 #   STEPS=5000 OUT=checkpoints/regional_benchmark scripts/regional_benchmark.sh [train overrides...]
 # Further arguments are Hydra overrides given to both training runs; EVAL_ARGS (space-separated)
 # go to `faceregen eval` (e.g. EVAL_ARGS="max_images=64").

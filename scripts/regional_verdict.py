@@ -1,5 +1,5 @@
-"""Issue #17's target on a `faceregen eval` run of the regional model (``model`` row) against
-the global style model (``baseline`` row), from its metrics.json:
+"""The regional model's target, checked on a `faceregen eval` run of the regional model
+(``model`` row) against the global style model (``baseline`` row), from its metrics.json:
 
 - region mixing: the regional model's mixed-region colour error at most half the global one's;
 - segmentation accuracy and mIoU no more than one point below the global model's.
