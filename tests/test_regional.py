@@ -197,6 +197,18 @@ def test_style_regional_config_builds_the_regional_pair_and_the_global_model_is_
     assert tiny_cfg("model=style_regional").data.region_recolor == 0.5
 
 
+def test_a_stored_regional_config_from_before_decoder_styles_builds_the_global_decoder(tiny_cfg):
+    """Regional checkpoints written before the option were trained with the global decoder
+    styles; style_regional's config today has the regional ones."""
+    from omegaconf import OmegaConf
+
+    model = OmegaConf.to_container(tiny_cfg("model=style_regional").model)
+    assert model["generator"]["decoder_styles"] == "regional"
+    assert build_networks(OmegaConf.create(model)).generator.decoder_styles == "regional"
+    del model["generator"]["decoder_styles"]
+    assert build_networks(OmegaConf.create(model)).generator.decoder_styles == "global"
+
+
 def test_a_regional_encoder_with_a_global_generator_is_refused(tiny_cfg):
     cfg = tiny_cfg("model.style_encoder._target_="
                    "faceregen.models.networks.encoder.RegionalStyleEncoder")
