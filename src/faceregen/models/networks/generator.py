@@ -279,7 +279,7 @@ class GlobalGenerator(nn.Module):
             if isinstance(layer, AdaIN):
                 params = next(adain_styles)
                 if params.dim() == 3:  # one row per class: per-pixel maps at this resolution
-                    params = class_style_maps(label_onehot, params, h)
+                    params = class_style_maps(class_weights(label_onehot, h), params)
                 mean, std_offset = params.chunk(2, dim=1)
                 h = layer(h, mean, 1 + std_offset)
             elif isinstance(layer, LabelSkip):
@@ -289,13 +289,16 @@ class GlobalGenerator(nn.Module):
         return h
 
 
-def class_style_maps(label_onehot: torch.Tensor, class_styles: torch.Tensor,
-                     like: torch.Tensor) -> torch.Tensor:
-    """Per-pixel style maps [B, P, H, W] at ``like``'s resolution from one style row per class
-    ([B, K, P]): each pixel gets its class's row, area-weighted where a pixel covers several
-    classes (the one-hot label map averaged down to H x W)."""
-    weights = F.adaptive_avg_pool2d(label_onehot.to(like.dtype), like.shape[-2:])
-    return torch.einsum("bkhw,bkp->bphw", weights, class_styles.to(like.dtype))
+def class_weights(label_onehot: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The one-hot label map averaged down to ``like``'s H x W: each pixel's share of every
+    class, [B, K, H, W] (exactly one-hot at full size)."""
+    return F.adaptive_avg_pool2d(label_onehot.to(like.dtype), like.shape[-2:])
+
+
+def class_style_maps(weights: torch.Tensor, class_styles: torch.Tensor) -> torch.Tensor:
+    """Per-pixel style maps [B, P, H, W] from one style row per class ([B, K, P]): each pixel
+    gets its class's row, area-weighted by :func:`class_weights` where it covers several."""
+    return torch.einsum("bkhw,bkp->bphw", weights, class_styles.to(weights.dtype))
 
 
 class RegionalGenerator(GlobalGenerator):
@@ -348,6 +351,7 @@ class RegionalGenerator(GlobalGenerator):
                          style[:, 0, self.num_style_params - self.decoder_style_params:])
 
         h = self.encoder(label_onehot)
+        weights = class_weights(label_onehot, h)
         for block, region_style in zip(self.blocks, block_styles):
-            h = block(h, class_style_maps(label_onehot, region_style, h))
+            h = block(h, class_style_maps(weights, region_style))
         return self._decode(h, decoder_style, label_onehot)
