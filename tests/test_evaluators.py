@@ -328,3 +328,27 @@ def test_style_probe_scores_a_linear_target_and_runs_on_a_checkpoint(writable_da
                                         data_dir=writable_dataset))
     with pytest.raises(FaceregenError, match="no style to probe"):
         module.main([str(baseline), "--data", str(writable_dataset)])
+
+
+def test_colour_floor_is_zero_without_blur_and_prints_every_region(writable_dataset, capsys,
+                                                                   monkeypatch):
+    script = Path(__file__).resolve().parents[1] / "scripts" / "colour_floor.py"
+    spec = importlib.util.spec_from_file_location("colour_floor", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    flat = torch.full((1, 3, 8, 8), 0.3)
+    torch.testing.assert_close(module.box3(flat), flat)
+    torch.testing.assert_close(module.down_up(flat), flat)
+
+    from faceregen.evaluation.train_evaluators import open_split
+
+    faces = open_split(writable_dataset, "train")
+    monkeypatch.setattr(module, "BLURS", {"none": lambda image: image, "box": module.box3})
+    floors = module.colour_floor(faces, batch_size=5)
+    assert all(abs(value) < 1e-9 for value in floors["none"])
+    assert any(value > 0.1 for value in floors["box"])
+    monkeypatch.undo()
+    module.main(["--data", str(writable_dataset), "--split", "train"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert rows[0] == "| blur | skin | hair | lips | background | cloth |"
+    assert len(rows) == 1 + len(module.BLURS)
