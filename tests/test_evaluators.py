@@ -37,6 +37,15 @@ def random_inception():
     return inception.load_fid_inception("random")
 
 
+def load_script(name: str):
+    """A module of scripts/ (not a package), loaded from its file."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_fid_inception_state_dict_has_pytorch_fid_layout(random_inception):
     state = random_inception.state_dict()
     assert state["Conv2d_1a_3x3.conv.weight"].shape == (32, 3, 3, 3)
@@ -252,10 +261,7 @@ def test_train_evaluator_refuses_zero_cpu_threads(writable_dataset):
 
 def test_label_map_ceiling_script_reads_attributes_from_label_maps(writable_dataset, tmp_path,
                                                                    capsys):
-    script = Path(__file__).resolve().parents[1] / "scripts" / "label_map_ceiling.py"
-    spec = importlib.util.spec_from_file_location("label_map_ceiling", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("label_map_ceiling")
     with pytest.raises(FaceregenError, match="attributes"):  # no photo classifier yet
         module.main([str(writable_dataset), "--steps", "1"])
     train_evaluator("attributes", writable_dataset, steps=1, batch_size=4, device="cpu",
@@ -271,10 +277,7 @@ def test_label_map_ceiling_script_reads_attributes_from_label_maps(writable_data
 
 def test_attribute_leak_script_splits_errors_by_the_reference(writable_dataset, tmp_path,
                                                               tiny_cfg, tiny_checkpoint, capsys):
-    script = Path(__file__).resolve().parents[1] / "scripts" / "attribute_leak.py"
-    spec = importlib.util.spec_from_file_location("attribute_leak", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("attribute_leak")
     train_evaluator("attributes", writable_dataset, steps=1, batch_size=4, device="cpu",
                     architecture={"channels": 4, "depth": 2}, validation_splits=(),
                     progress=False)
@@ -299,10 +302,7 @@ def test_attribute_leak_script_splits_errors_by_the_reference(writable_dataset, 
 def test_style_probe_scores_a_linear_target_and_runs_on_a_checkpoint(writable_dataset, tmp_path,
                                                                      tiny_cfg, tiny_checkpoint,
                                                                      capsys):
-    script = Path(__file__).resolve().parents[1] / "scripts" / "style_probe.py"
-    spec = importlib.util.spec_from_file_location("style_probe", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("style_probe")
     generator = torch.Generator().manual_seed(0)
     x, xt = (torch.randn(n, 5, generator=generator, dtype=torch.float64) for n in (200, 100))
     weights = torch.tensor([1.0, -2.0, 0.5, 0.0, 3.0], dtype=torch.float64)
@@ -332,15 +332,10 @@ def test_style_probe_scores_a_linear_target_and_runs_on_a_checkpoint(writable_da
 
 def test_colour_floor_is_zero_without_blur_and_prints_every_region(writable_dataset, capsys,
                                                                    monkeypatch):
-    script = Path(__file__).resolve().parents[1] / "scripts" / "colour_floor.py"
-    spec = importlib.util.spec_from_file_location("colour_floor", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("colour_floor")
     flat = torch.full((1, 3, 8, 8), 0.3)
     torch.testing.assert_close(module.box3(flat), flat)
     torch.testing.assert_close(module.down_up(flat), flat)
-
-    from faceregen.evaluation.train_evaluators import open_split
 
     faces = open_split(writable_dataset, "train")
     monkeypatch.setattr(module, "BLURS", {"none": lambda image: image, "box": module.box3})
