@@ -73,11 +73,12 @@ VARIANTS: dict[str, list[str] | None] = {
     # SPADE's two time-scale rule (D at 4x G's rate, betas 0 and 0.9), about the offline rate
     "ttur": ["optim.generator.lr=5e-4", "optim.discriminator.lr=2e-3",
              "optim.generator.betas=[0,0.9]", "optim.discriminator.betas=[0,0.9]"],
-    # the regional model (model=style_regional): as measured before 2026-11-28 (the report's
-    # instance-norm decoder, no label skips), with the global model's decoder and skips, and
-    # with those and every decoder AdaIN taking each pixel's class row (decoder_styles=regional)
+    # the regional model (model=style_regional): as first measured (the report's instance-norm
+    # decoder, no label skips), with the global model's decoder and skips, and with those and
+    # every decoder AdaIN taking each pixel's class row (decoder_styles=regional, its default)
     "regional-before": ["model=style_regional", "model.generator.decoder_norm=instance",
-                        "model.generator.label_skips=false"],
+                        "model.generator.label_skips=false",
+                        "model.generator.decoder_styles=global"],
     "regional-global-decoder": REGIONAL_DECODER + ["model.generator.decoder_styles=global"],
     "regional-decoder": REGIONAL_DECODER + ["model.generator.decoder_styles=regional"],
     # the regional model's training augmentation (data.region_recolor), off, or on for any model

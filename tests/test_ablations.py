@@ -29,11 +29,15 @@ def test_variants_combine_and_unknown_names_are_refused(ablations):
 
 
 def test_every_variant_composes_with_the_training_config(ablations, tiny_cfg):
-    """A misspelt key in VARIANTS would otherwise fail only when a benchmark reaches it."""
+    """A misspelt key in VARIANTS, or settings the networks refuse together, would otherwise
+    fail only when a benchmark reaches it."""
     from faceregen.config import check_train_settings
+    from faceregen.models import build_networks
 
     for name in ablations.VARIANTS:
-        check_train_settings(tiny_cfg(*ablations.variant_overrides(name, [])))
+        cfg = tiny_cfg(*ablations.variant_overrides(name, []))
+        check_train_settings(cfg)
+        build_networks(cfg.model)
 
 
 def test_the_table_gives_the_mean_and_half_the_range_over_seeds(ablations, tmp_path, capsys):
