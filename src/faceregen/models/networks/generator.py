@@ -167,8 +167,9 @@ class GlobalGenerator(nn.Module):
             raise FaceregenError("model.generator.decoder_styles=regional needs the regional "
                                  "generator (model=style_regional)")
         if decoder_styles == "regional" and decoder_norm != "adain":
-            raise FaceregenError("model.generator.decoder_styles=regional needs "
-                                 "decoder_norm=adain: no other decoder norm takes a style")
+            raise FaceregenError(f"model.generator.decoder_styles=regional needs "
+                                 f"decoder_norm=adain (no other decoder norm takes a style); "
+                                 f"with decoder_norm={decoder_norm} set decoder_styles=global")
         if decoder_norm == "adain" and not use_style:
             raise FaceregenError("model.generator.decoder_norm=adain needs a style encoder "
                                  "(model.style_encoder); the baseline has none")
