@@ -89,6 +89,7 @@ def test_numbers_out_of_range_are_refused_before_any_work(override, name, capsys
     ("loss.vgg.input=bgr", "loss.vgg.input"),
     ("loss.gan_mode=wgan", "loss.gan_mode"),
     ("model.generator.decoder_norm=batch", "model.generator.decoder_norm"),
+    ("model.generator.decoder_styles=local", "model.generator.decoder_styles"),
     ("model.style_encoder.sft_mode=plus", "model.style_encoder.sft_mode"),
     ("data.region_recolor_regions=[hiar]", "data.region_recolor_regions"),
 ])
