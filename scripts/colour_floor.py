@@ -48,11 +48,10 @@ def colour_floor(faces, batch_size: int = 64) -> dict[str, list[float]]:
     for batch in DataLoader(faces, batch_size=batch_size):
         image, label = to_unit_range(batch["image"]), batch["label"]
         sharp = metrics.region_mean_lab(image, label, COLOR_REGION_CLASSES)
-        present = None
+        present = sharp[1] > 0  # the blurred copy has the same label map, so the same regions
         for name, blur in BLURS.items():
             soft = metrics.region_mean_lab(blur(image).clamp(0, 1), label, COLOR_REGION_CLASSES)
             distance = metrics.region_color_distance(*sharp, *soft)
-            present = ~torch.isnan(distance)
             sums[name] += torch.where(present, distance, 0).sum(0)
         counts += present.sum(0)
     return {name: (total / counts).tolist() for name, total in sums.items()}
