@@ -41,7 +41,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import faceregen.config  # noqa: F401  (registers the config schemas)
 from faceregen.losses import feature_matching_loss, gan_loss
-from faceregen.losses.gradient_penalty import functional_image_penalty
+from faceregen.losses.gradient_penalty import autograd_image_penalty, functional_image_penalty
 from faceregen.losses.perceptual import VGGPerceptualLoss
 from faceregen.models import build_networks, generate
 from faceregen.models.networks.layout import use_gpu_friendly_layers
@@ -107,13 +107,14 @@ def synchronize(device: torch.device) -> None:
 def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: bool,
           steps: int, warmup: int, step_kind: str = "faceregen", compile: bool = False,
           phases: bool = True, profile: bool = False, cuda_graph: bool = False,
-          eager_penalty: bool = False) -> dict:
+          eager_penalty: bool = False, autograd_penalty: bool = False) -> dict:
     """Time ``steps`` training steps after ``warmup`` (compilation, cuDNN autotuning).
 
     ``compile`` compiles as ``trainer.compile=true`` does, the penalty included unless
     ``eager_penalty``. ``cuda_graph`` replays the step's gradient computation as CUDA graphs, as
     ``trainer.cuda_graph=true`` (GraphedStep); its own eager steps and the recording of each
-    graph are added to the warm-up.
+    graph are added to the warm-up. ``autograd_penalty`` takes the eager penalty through
+    autograd's own double backward (``autograd_image_penalty``, the form before), for an A/B.
 
     The step time is wall time over all timed steps with one synchronisation at each end.
     ``phases`` adds a second pass with a synchronisation around each phase (forward passes,
@@ -142,7 +143,8 @@ def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: 
     modules = StepModules(  # as the trainer builds them; compiled below, after the FLOP count
         generator=g, style_encoder=e, discriminator=d, perceptual=vgg, opt_g=opt_g, opt_d=opt_d,
         g_params=g_params, d_params=d_params, run_generator=generate, run_discriminator=d,
-        scaler=torch.amp.GradScaler("cuda", enabled=dtype is torch.float16))
+        scaler=torch.amp.GradScaler("cuda", enabled=dtype is torch.float16),
+        image_penalty=autograd_image_penalty if autograd_penalty else None)
 
     b, s, c = cfg.data.batch_size, cfg.data.size, cfg.model.generator.label_classes
     label = torch.randint(0, c, (b, s, s), device=device)
@@ -402,8 +404,9 @@ GRAPH_ROWS = (
 # penalty costs), with the discriminator run once over fakes and reals concatenated (the form before
 # the two-pass step, for an A/B on the same machine), with the exact run-time layer forms of
 # models/networks/layout.py, compiled with the penalty every step and R1 every 16th, compiled
-# with the penalty left eager (what compiling the penalty gains), and without the label skips
-# (what they cost).
+# with the penalty left eager (what compiling the penalty gains), without the label skips
+# (what they cost), and with the eager penalty through autograd's own double backward of the
+# convolutions (the form before DifferentiableInputGradients).
 VARIANT_ROWS = (
     ("style model, WGAN-GP every step", "faceregen", "celebamask", False, 4, ["loss.gp_every=1"]),
     ("style model, WGAN-GP every 16th", "faceregen", "celebamask", False, 4,
@@ -429,6 +432,9 @@ VARIANT_ROWS = (
      True, 4, ["loss.gp_every=1"]),
     ("style model, no label skips", "faceregen", "celebamask", False, 4,
      ["model.generator.label_skips=false"]),
+    ("style model, autograd's penalty", "autograd-penalty", "celebamask", False, 4, []),
+    ("style model, WGAN-GP every step, autograd's penalty", "autograd-penalty", "celebamask",
+     False, 4, ["loss.gp_every=1"]),
     ("style model, compiled, no label skips", "faceregen", "celebamask", True, 4,
      ["model.generator.label_skips=false"]),
 )
@@ -479,7 +485,8 @@ def run_suite(args: argparse.Namespace) -> dict:
                                args.warmup, "reference" if step_kind == "reference"
                                else "faceregen", compiled, phases=False, profile=profile,
                                cuda_graph=step_kind == "graphed",
-                               eager_penalty=step_kind == "eager-penalty")
+                               eager_penalty=step_kind == "eager-penalty",
+                               autograd_penalty=step_kind == "autograd-penalty")
         except Exception as exc:  # one failed row must not cost the rest of a GPU run
             if reference is None:
                 raise
@@ -780,6 +787,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile as trainer.compile=true (warm-up steps compile)")
+    parser.add_argument("--autograd-penalty", action="store_true",
+                        help="the eager penalty through autograd's own double backward of the "
+                             "convolutions (the form before), for an A/B")
     parser.add_argument("--cuda-graph", action="store_true",
                         help="CUDA graphs as trainer.cuda_graph=true (CUDA only)")
     parser.add_argument("--exact", action="store_true",
@@ -830,7 +840,7 @@ def main(argv: list[str] | None = None) -> None:
             parser.error("--cuda-graph needs --device cuda")
         result = bench(cfg, device, args.precision, args.channels_last, args.steps,
                        args.warmup, args.step, args.compile, profile=args.profile,
-                       cuda_graph=args.cuda_graph)
+                       cuda_graph=args.cuda_graph, autograd_penalty=args.autograd_penalty)
         if args.profile:
             print(profile_table(result["profile"]), file=sys.stderr)
     report = {
@@ -844,6 +854,7 @@ def main(argv: list[str] | None = None) -> None:
                    "lambda_vgg": cfg.loss.lambda_vgg, "lambda_gp": cfg.loss.lambda_gp,
                    "precision": args.precision, "channels_last": args.channels_last,
                    "compile": args.compile, "cuda_graph": args.cuda_graph,
+                   "autograd_penalty": args.autograd_penalty,
                    "overrides": args.overrides},
         "device": (torch.cuda.get_device_name(device) if device.type == "cuda"
                    else f"cpu ({torch.get_num_threads()} threads, {platform.machine()})"),

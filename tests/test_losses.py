@@ -309,6 +309,108 @@ def test_gradient_penalty_on_the_real_discriminator_is_differentiable():
     assert without_grad == {f"discriminators.{k}.layers.3.bias" for k in range(2)}
 
 
+class OddConvolutions(nn.Module):
+    """Convolutions of every argument form the penalty's convolutions must handle: tuple
+    strides and paddings, dilation, groups, no bias, output sizes that leave input rows over
+    (output_padding), and padding="same" (left to autograd)."""
+
+    def __init__(self, in_channels: int):
+        super().__init__()
+        self.a = nn.Conv2d(in_channels, 6, 3, stride=(2, 1), padding=(1, 2), dilation=(1, 2),
+                           bias=False)
+        self.b = nn.Conv2d(6, 6, 3, stride=3, padding=1, groups=2)
+        self.c = nn.Conv2d(6, 1, 3, padding="same")
+
+    def forward(self, x):
+        return [[torch.tanh(self.c(F.leaky_relu(self.b(torch.tanh(self.a(x))), 0.2)))]]
+
+
+@pytest.mark.parametrize("mode,reduction", [("wgan-gp", "sum"), ("r1", "mean")])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("network", ["multi-scale", "odd convolutions"])
+def test_the_eager_penalty_equals_autograds_double_backward(mode, reduction, channels_last,
+                                                            network):
+    """Transposed-convolution input gradients and masked label channels (the eager penalty)
+    give the value and discriminator gradients of autograd's own double backward, in float64:
+    on the real discriminator with one-hot labels and on every convolution argument form."""
+    from faceregen.losses.gradient_penalty import autograd_image_penalty
+    from faceregen.models.networks import MultiScaleDiscriminator
+
+    torch.manual_seed(0)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    label = one_hot_map(torch.randint(0, 5, (2, 21, 21)), 5).double()
+    real, fake = (torch.rand(2, 2, 3, 21, 21, dtype=torch.float64) * 2 - 1).unbind(0)
+    label, real, fake = (t.contiguous(memory_format=layout) for t in (label, real, fake))
+    discriminator = (MultiScaleDiscriminator(5, 3, ndf=4, n_layers=3, num_D=2)
+                     if network == "multi-scale" else OddConvolutions(8))
+    discriminator = discriminator.double().to(memory_format=layout)
+    params = list(discriminator.parameters())
+
+    def penalty_and_gradients(image_penalty):
+        torch.manual_seed(1)  # the same interpolation draw
+        value = gradient_penalty(discriminator, real, fake, label, mode=mode,
+                                 reduction=reduction, image_penalty=image_penalty)
+        grads = torch.autograd.grad(value, params, allow_unused=True)
+        return value, [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
+
+    reference, reference_grads = penalty_and_gradients(autograd_image_penalty)
+    value, grads = penalty_and_gradients(None)
+    assert value.item() == pytest.approx(reference.item(), rel=1e-12)
+    scale = max(g.norm() for g in reference_grads)
+    assert scale > 0
+    for a, b in zip(reference_grads, grads):
+        assert (a - b).norm() <= 1e-10 * scale
+
+
+def test_the_eager_penalty_differentiates_with_ordinary_convolutions():
+    """In the penalty's second differentiation autograd's own double backward runs forward
+    convolutions (the weight gradient as a convolution of transposed tensors, its stride turned
+    into a dilation: a slow fallback kernel in cuDNN) on a zero-filled contiguous gradient of
+    all input channels. The eager penalty runs there only the convolutions' ordinary backward,
+    on channels_last data when the inputs are channels_last."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from faceregen.losses.gradient_penalty import autograd_image_penalty
+    from faceregen.models.networks import MultiScaleDiscriminator
+
+    class Convolutions(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket in (torch.ops.aten.convolution,
+                                       torch.ops.aten.convolution_backward):
+                self.calls.append((func.overloadpacket.__name__, args))
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(0)
+    channels_last = torch.channels_last
+    discriminator = MultiScaleDiscriminator(5, 3, ndf=4, n_layers=2, num_D=2).to(
+        memory_format=channels_last)
+    label = one_hot_map(torch.randint(0, 5, (2, 16, 16)), 5).contiguous(
+        memory_format=channels_last)
+    real, fake = (torch.rand(2, 3, 16, 16).contiguous(memory_format=channels_last)
+                  for _ in range(2))
+
+    def second_differentiation(image_penalty):
+        penalty = gradient_penalty(discriminator, real, fake, label, image_penalty=image_penalty)
+        with Convolutions() as convolutions:
+            penalty.backward()
+        return convolutions.calls
+
+    autograds = second_differentiation(autograd_image_penalty)
+    assert any(name == "convolution" for name, _ in autograds)  # what the check looks for
+    calls = second_differentiation(None)
+    assert calls and all(name == "convolution_backward" for name, _ in calls)
+    # The convolutions that see the discriminator's input: data and gradients channels_last.
+    first_layer = [args for _, args in calls if tuple(args[2].shape[:2]) == (4, 8)]
+    assert len(first_layer) == 4  # two scales, each differentiated through twice
+    for args in first_layer:
+        for tensor in args[:2]:
+            assert tensor.is_contiguous(memory_format=channels_last)
+
+
 # --- perceptual loss ----------------------------------------------------------------------------
 
 @pytest.fixture

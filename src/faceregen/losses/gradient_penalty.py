@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
 GP_MODES = ("wgan-gp", "r1")
 # How a scale's patch logits become the per-sample scalar whose gradient is penalised.
@@ -59,7 +62,36 @@ def gradient_penalty(discriminator, real_image: torch.Tensor, fake_image: torch.
 
 def eager_image_penalty(discriminator, image: torch.Tensor, label_onehot: torch.Tensor,
                         mode: str, reduction: str) -> torch.Tensor:
-    """One discriminator pass, then one ``autograd.grad`` per scale through that pass."""
+    """One discriminator pass, then one ``autograd.grad`` per scale through that pass.
+
+    Two choices keep the second differentiation on ordinary convolution kernels; the value
+    and the gradients are those of :func:`autograd_image_penalty`. The pass runs under
+    :class:`DifferentiableInputGradients`, and the gradient is taken with respect to the whole
+    discriminator input and then multiplied by a mask of the image channels. Slicing the image
+    channels off would make the second differentiation build a zero-filled gradient of all
+    input channels in the contiguous layout, whatever the inputs' layout, and convolve it.
+    """
+    # Not a leaf: the module hooks of torch's FLOP counter refuse autograd.grad of a leaf.
+    inputs = torch.cat([label_onehot, image.detach().requires_grad_(True)], dim=1)
+    image_channels = torch.zeros(1, inputs.shape[1], 1, 1, dtype=inputs.dtype,
+                                 device=inputs.device)
+    image_channels[:, label_onehot.shape[1]:] = 1
+    convolutions = DifferentiableInputGradients()
+    with convolutions:
+        outputs = discriminator(inputs)
+    penalties = []
+    for scale in outputs:
+        with convolutions.input_gradients():
+            (grad,) = torch.autograd.grad(_scale_total(scale, reduction), inputs,
+                                          create_graph=True)
+        penalties.append(_scale_penalty(grad * image_channels, mode))
+    return torch.stack(penalties).mean()
+
+
+def autograd_image_penalty(discriminator, image: torch.Tensor, label_onehot: torch.Tensor,
+                           mode: str, reduction: str) -> torch.Tensor:
+    """The same penalty through autograd's own double backward of each convolution (the form
+    before :func:`eager_image_penalty`): the reference that tests and benchmarks compare with."""
     image = image.detach().requires_grad_(True)
     outputs = discriminator(torch.cat([label_onehot, image], dim=1))
     penalties = []
@@ -102,7 +134,88 @@ def _scale_total(scale, reduction: str) -> torch.Tensor:
 
 
 def _scale_penalty(grad: torch.Tensor, mode: str) -> torch.Tensor:
-    squared_norm = grad.flatten(1).pow(2).sum(dim=1)
+    # Summed over the non-batch dimensions in place: flattening would copy a channels_last
+    # gradient into the contiguous layout, and its derivative would come back in that layout.
+    squared_norm = grad.pow(2).sum(dim=tuple(range(1, grad.dim())))
     if mode == "wgan-gp":
         return (squared_norm.add(1e-12).sqrt() - 1).pow(2).mean()
     return squared_norm.mean()
+
+
+class DifferentiableInputGradients(TorchFunctionMode):
+    """Runs every ``conv2d`` under it as :class:`_ConvolutionWithTransposedInputGradient`.
+
+    Why: autograd's own double backward of a convolution takes the weight gradient as a
+    *forward* convolution of the transposed input and output gradients, the stride turned into
+    a dilation of a kernel as large as the feature map. cuDNN runs that with a slow fallback
+    kernel: on an H200 one such kernel took 18.3 ms of the style model's 100 ms step with
+    the penalty on every step (docs/speed.md). Here the penalty's input gradient is a
+    ``conv_transpose2d``, whose derivatives are the ordinary data- and weight-gradient
+    convolutions. Inside :meth:`input_gradients` the convolutions return the input's
+    gradient alone, as a graph to differentiate again; outside it, all three gradients,
+    as ``conv2d`` does.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.input_gradient_only = False
+
+    @contextmanager
+    def input_gradients(self):
+        self.input_gradient_only = True
+        try:
+            yield
+        finally:
+            self.input_gradient_only = False
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.conv2d:
+            arguments = _conv2d_arguments(*args, **kwargs)
+            if not isinstance(arguments[4], str):  # padding="same" or "valid": autograd's
+                return _ConvolutionWithTransposedInputGradient.apply(*arguments, self)
+        return func(*args, **kwargs)
+
+
+def _conv2d_arguments(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """``conv2d``'s arguments in order, its int shorthands as pairs."""
+    def pair(value):
+        return (value, value) if isinstance(value, int) else value if isinstance(
+            value, str) else tuple(value)
+
+    return input, weight, bias, pair(stride), pair(padding), pair(dilation), groups
+
+
+class _ConvolutionWithTransposedInputGradient(torch.autograd.Function):
+    """``conv2d`` whose input gradient, under :meth:`DifferentiableInputGradients.input_gradients`,
+    is a differentiable ``conv_transpose2d`` (see :class:`DifferentiableInputGradients`)."""
+
+    @staticmethod
+    def forward(input, weight, bias, stride, padding, dilation, groups, owner):
+        return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        input, weight, bias, stride, padding, dilation, groups, owner = inputs
+        ctx.save_for_backward(input, weight)
+        ctx.arguments = (bias is not None, stride, padding, dilation, groups, owner)
+
+    @staticmethod
+    def backward(ctx, grad):
+        input, weight = ctx.saved_tensors
+        has_bias, stride, padding, dilation, groups, owner = ctx.arguments
+        needs = ctx.needs_input_grad
+        if owner.input_gradient_only:
+            # The input size a strided convolution maps onto this output size is ambiguous by
+            # up to stride - 1 rows and columns; output_padding names the input's.
+            output_padding = tuple(
+                size - ((out - 1) * s - 2 * p + d * (k - 1) + 1)
+                for size, out, s, p, d, k in zip(input.shape[2:], grad.shape[2:], stride,
+                                                 padding, dilation, weight.shape[2:]))
+            grad_input = (F.conv_transpose2d(grad, weight, None, stride, padding, output_padding,
+                                             groups, dilation) if needs[0] else None)
+            return grad_input, None, None, None, None, None, None, None
+        grad_input, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
+            grad, input, weight, [weight.shape[0]] if has_bias else None, stride, padding,
+            dilation, False, [0, 0], groups, [needs[0], needs[1], has_bias and needs[2]])
+        return grad_input, grad_weight, grad_bias, None, None, None, None, None
