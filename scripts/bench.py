@@ -6,6 +6,7 @@
     python scripts/bench.py --task regen --size 512 +experiment=celebamask   # regen latency
     python scripts/bench.py --task studio --steps 20                     # studio HTTP round trip
     python scripts/bench.py --task data --workers 4 +experiment=celebamask    # loader img/s
+    python scripts/bench.py --task penalty --channels-last +experiment=celebamask  # the penalty
     python scripts/bench.py --step reference ...           # pix2pixHD's own step, same networks
 
 Random label maps and images stand in for data, so the training figures measure the networks and
@@ -41,7 +42,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import faceregen.config  # noqa: F401  (registers the config schemas)
 from faceregen.losses import feature_matching_loss, gan_loss
-from faceregen.losses.gradient_penalty import autograd_image_penalty, functional_image_penalty
+from faceregen.losses.gradient_penalty import (
+    autograd_image_penalty,
+    eager_image_penalty,
+    functional_image_penalty,
+    gradient_penalty,
+)
 from faceregen.losses.perceptual import VGGPerceptualLoss
 from faceregen.models import build_networks, generate
 from faceregen.models.networks.layout import use_gpu_friendly_layers
@@ -623,6 +629,63 @@ def trace_trainer(cfg: DictConfig, steps: int, warmup: int) -> dict:
             "slow_steps": slow[:40], "slow_step_count": len(slow)}
 
 
+def bench_penalty(cfg: DictConfig, device: torch.device, channels_last: bool, steps: int,
+                  warmup: int) -> dict:
+    """The gradient penalty alone on the configured discriminator and size, in float32 as the
+    step runs it: each form's time for the penalty and its backward into the discriminator,
+    and the convolutions that backward (the second differentiation) runs, by kind."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Census(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.counts: dict[str, int] = {}
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            packet = func.overloadpacket
+            if packet in (torch.ops.aten.convolution, torch.ops.aten.convolution_backward):
+                kind = "backward" if packet is torch.ops.aten.convolution_backward else (
+                    "forward, dilated" if any(d > 1 for d in args[5]) else "forward")
+                layouts = {"channels_last" if t.is_contiguous(memory_format=torch.channels_last)
+                           and not t.is_contiguous() else "contiguous or other"
+                           for t in args[:2] if t.dim() == 4 and t.shape[2] * t.shape[3] > 1}
+                for name in (kind, *(f"{kind}, {layout} data" for layout in sorted(layouts))):
+                    self.counts[name] = self.counts.get(name, 0) + 1
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    discriminator = build_networks(cfg.model).discriminator.to(device, memory_format=fmt)
+    b, s, c = cfg.data.batch_size, cfg.data.size, cfg.model.generator.label_classes
+    label = torch.zeros(b, c, s, s, device=device).scatter_(
+        1, torch.randint(0, c, (b, 1, s, s), device=device), 1.0).contiguous(memory_format=fmt)
+    real, fake = ((torch.rand(b, 3, s, s, device=device) * 2 - 1).contiguous(memory_format=fmt)
+                  for _ in range(2))
+    loss = cfg.loss
+    result = {}
+    for name, image_penalty in (("eager", eager_image_penalty),
+                                ("autograd", autograd_image_penalty)):
+        def penalty(image_penalty=image_penalty):
+            return gradient_penalty(discriminator, real, fake, label, mode=loss.gp_mode,
+                                    reduction=loss.gp_reduction, image_penalty=image_penalty)
+
+        for _ in range(warmup):
+            penalty().backward()
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(steps):
+            penalty().backward()
+        synchronize(device)
+        elapsed = time.perf_counter() - start
+        value = penalty()
+        with Census() as census:
+            value.backward()
+        result[name] = {"ms": elapsed / steps * 1e3,
+                        "second_differentiation_convolutions": census.counts}
+        discriminator.zero_grad(set_to_none=True)
+    return result
+
+
 def bench_regen(cfg: DictConfig, device: torch.device, steps: int, warmup: int) -> dict:
     """Latency of `faceregen regen` on one face: letterbox, encode, generate, restore."""
     import numpy as np
@@ -753,7 +816,7 @@ def bench_data(cfg: DictConfig, workers: int, steps: int, warmup: int) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", default="train",
-                        choices=["train", "regen", "studio", "data", "trainer"])
+                        choices=["train", "regen", "studio", "data", "trainer", "penalty"])
     parser.add_argument("--suite", choices=["gpu", "tiny"], default=None,
                         help="every SUITE row in one run: gpu (512 px on --device) or tiny "
                              "(the same rows on the CPU at a test size); prints a table")
@@ -826,6 +889,8 @@ def main(argv: list[str] | None = None) -> None:
         result = bench_studio(cfg, device, args.steps, args.warmup, args.exact, args.precision)
     elif args.task == "trainer":
         result = trace_trainer(cfg, args.steps, args.warmup)
+    elif args.task == "penalty":
+        result = bench_penalty(cfg, device, args.channels_last, args.steps, args.warmup)
     elif args.task == "data":
         workers = cfg.data.num_workers if args.workers is None else args.workers
         result = bench_data(cfg, workers, args.steps, args.warmup)

@@ -56,6 +56,18 @@ def test_reference_step_refuses_a_penalty(capsys):
     assert "add --no-gp" in capsys.readouterr().err
 
 
+def test_bench_penalty_times_both_forms_and_counts_their_convolutions(capsys):
+    """--task penalty: the eager penalty's second differentiation runs convolution backward
+    passes only; autograd's own double backward runs forward ones, dilated among them."""
+    report = run_bench(["--task", "penalty", "--channels-last", *TINY], capsys)
+    eager, autograd = report["eager"], report["autograd"]
+    assert eager["ms"] > 0 and autograd["ms"] > 0
+    assert set(eager["second_differentiation_convolutions"]) >= {"backward"}
+    assert not any(kind.startswith("forward")
+                   for kind in eager["second_differentiation_convolutions"])
+    assert autograd["second_differentiation_convolutions"]["forward, dilated"] > 0
+
+
 def test_bench_data_times_the_trainers_loader(tmp_path, capsys):
     """--task data makes the synthetic set if missing and reads batches as the trainer does."""
     report = run_bench(["--task", "data", "--size", "32", "--workers", "0", "--steps", "6",
