@@ -113,7 +113,8 @@ def synchronize(device: torch.device) -> None:
 def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: bool,
           steps: int, warmup: int, step_kind: str = "faceregen", compile: bool = False,
           phases: bool = True, profile: bool = False, cuda_graph: bool = False,
-          eager_penalty: bool = False, autograd_penalty: bool = False) -> dict:
+          eager_penalty: bool = False, autograd_penalty: bool = False,
+          compile_mode: str | None = None) -> dict:
     """Time ``steps`` training steps after ``warmup`` (compilation, cuDNN autotuning).
 
     ``compile`` compiles as ``trainer.compile=true`` does, the penalty included unless
@@ -121,6 +122,8 @@ def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: 
     ``trainer.cuda_graph=true`` (GraphedStep); its own eager steps and the recording of each
     graph are added to the warm-up. ``autograd_penalty`` takes the eager penalty through
     autograd's own double backward (``autograd_image_penalty``, the form before), for an A/B.
+    ``compile_mode`` is torch.compile's; with "reduce-overhead" (CUDA graphs of each compiled
+    part) every step first marks a new step for the graphs' outputs.
 
     The step time is wall time over all timed steps with one synchronisation at each end.
     ``phases`` adds a second pass with a synchronisation around each phase (forward passes,
@@ -193,6 +196,8 @@ def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: 
 
     def faceregen_step(timer: Timer, index: int) -> torch.Tensor:
         """The trainer's step itself (faceregen.train.step.adversarial_step) and its EMA."""
+        if compile and compile_mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()
         if graphed is not None:
             fake, _ = graphed(label_oh, real, real, label_oh, index)
         else:
@@ -220,12 +225,13 @@ def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: 
             step(Timer(device), index, probe_vgg=False)
     step_flops = flop_counter.get_total_flops() / every
     if compile:  # as trainer.compile=true: generator path, discriminator, VGG, penalty
-        modules.run_generator = compile_for_shared_pass(generate)
-        modules.run_discriminator = compile_for_shared_pass(d)
+        modules.run_generator = compile_for_shared_pass(generate, compile_mode)
+        modules.run_discriminator = compile_for_shared_pass(d, compile_mode)
         if vgg is not None:
-            modules.perceptual = compile_for_shared_pass(vgg)
+            modules.perceptual = compile_for_shared_pass(vgg, compile_mode)
         if not eager_penalty:
-            modules.image_penalty = compile_for_shared_pass(functional_image_penalty)
+            modules.image_penalty = compile_for_shared_pass(functional_image_penalty,
+                                                            compile_mode)
     if cuda_graph:
         graphed = GraphedStep(modules, cfg.loss, autocast_for(device, dtype, cache_enabled=False))
         warmup += (graphed.warmup + 1) * every  # eager steps of each phase, then the recordings
@@ -411,8 +417,10 @@ GRAPH_ROWS = (
 # the two-pass step, for an A/B on the same machine), with the exact run-time layer forms of
 # models/networks/layout.py, compiled with the penalty every step and R1 every 16th, compiled
 # with the penalty left eager (what compiling the penalty gains), without the label skips
-# (what they cost), and with the eager penalty through autograd's own double backward of the
-# convolutions (the form before DifferentiableInputGradients).
+# (what they cost), with the eager penalty through autograd's own double backward of the
+# convolutions (the form before DifferentiableInputGradients), and compiled with
+# mode="reduce-overhead" (each compiled part replayed as CUDA graphs; on the CPU it compiles
+# as the default mode does).
 VARIANT_ROWS = (
     ("style model, WGAN-GP every step", "faceregen", "celebamask", False, 4, ["loss.gp_every=1"]),
     ("style model, WGAN-GP every 16th", "faceregen", "celebamask", False, 4,
@@ -439,6 +447,7 @@ VARIANT_ROWS = (
     ("style model, no label skips", "faceregen", "celebamask", False, 4,
      ["model.generator.label_skips=false"]),
     ("style model, autograd's penalty", "autograd-penalty", "celebamask", False, 4, []),
+    ("style model, compiled, reduce-overhead", "reduce-overhead", "celebamask", True, 4, []),
     ("style model, WGAN-GP every step, autograd's penalty", "autograd-penalty", "celebamask",
      False, 4, ["loss.gp_every=1"]),
     ("style model, compiled, no label skips", "faceregen", "celebamask", True, 4,
@@ -492,7 +501,9 @@ def run_suite(args: argparse.Namespace) -> dict:
                                else "faceregen", compiled, phases=False, profile=profile,
                                cuda_graph=step_kind == "graphed",
                                eager_penalty=step_kind == "eager-penalty",
-                               autograd_penalty=step_kind == "autograd-penalty")
+                               autograd_penalty=step_kind == "autograd-penalty",
+                               compile_mode=("reduce-overhead" if step_kind == "reduce-overhead"
+                                             else None))
         except Exception as exc:  # one failed row must not cost the rest of a GPU run
             if reference is None:
                 raise

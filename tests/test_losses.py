@@ -362,6 +362,38 @@ def test_the_eager_penalty_equals_autograds_double_backward(mode, reduction, cha
         assert (a - b).norm() <= 1e-10 * scale
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_the_eager_penalty_on_cuda_equals_autograds_double_backward(monkeypatch):
+    """The same on the GPU's kernels (cuDNN's transposed and backward convolutions against
+    autograd's forward ones), channels_last, float32 without TF32."""
+    from faceregen.losses.gradient_penalty import autograd_image_penalty
+    from faceregen.models.networks import MultiScaleDiscriminator
+
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    torch.manual_seed(0)
+    layout = torch.channels_last
+    discriminator = MultiScaleDiscriminator(19, 3, ndf=16, n_layers=3, num_D=3).cuda().to(
+        memory_format=layout)
+    label = one_hot_map(torch.randint(0, 19, (4, 64, 64)), 19).cuda().contiguous(
+        memory_format=layout)
+    real, fake = ((torch.rand(4, 3, 64, 64, device="cuda") * 2 - 1).contiguous(
+        memory_format=layout) for _ in range(2))
+    params = list(discriminator.parameters())
+
+    def penalty_and_gradients(image_penalty):
+        torch.manual_seed(1)
+        value = gradient_penalty(discriminator, real, fake, label, image_penalty=image_penalty)
+        grads = torch.autograd.grad(value, params, allow_unused=True)
+        return value, [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
+
+    reference, reference_grads = penalty_and_gradients(autograd_image_penalty)
+    value, grads = penalty_and_gradients(None)
+    assert value.item() == pytest.approx(reference.item(), rel=1e-4)
+    scale = max(g.norm() for g in reference_grads)
+    for a, b in zip(reference_grads, grads):
+        assert (a - b).norm() <= 1e-3 * a.norm() + 1e-4 * scale
+
+
 def test_the_eager_penalty_differentiates_with_ordinary_convolutions():
     """In the penalty's second differentiation autograd's own double backward runs forward
     convolutions (the weight gradient as a convolution of transposed tensors, its stride turned

@@ -94,15 +94,15 @@ def generator_objective(label_onehot: torch.Tensor, fake: torch.Tensor, real: to
     return terms
 
 
-def compile_for_shared_pass(module_or_function):
+def compile_for_shared_pass(module_or_function, mode: str | None = None):
     """``torch.compile`` for the networks of a step that :func:`backward_separately` runs.
 
     Its first backward keeps the graph for the second (``retain_graph``), which compiled
     backward graphs that donate their saved buffers refuse; donation is turned off, for the
-    whole process, before the first compiled call.
+    whole process, before the first compiled call. ``mode``: torch.compile's.
     """
     torch._functorch.config.donated_buffer = False
-    return torch.compile(module_or_function)
+    return torch.compile(module_or_function, mode=mode)
 
 
 def backward_separately(loss_d: torch.Tensor, d_params: list[torch.Tensor],
