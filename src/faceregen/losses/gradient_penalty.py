@@ -147,9 +147,9 @@ class DifferentiableInputGradients(TorchFunctionMode):
 
     Why: autograd's own double backward of a convolution takes the weight gradient as a
     *forward* convolution of the transposed input and output gradients, the stride turned into
-    a dilation of a kernel as large as the feature map. cuDNN runs that with a slow fallback
-    kernel: on an H200 one such kernel took 18.3 ms of the style model's 100 ms step with
-    the penalty on every step (docs/speed.md). Here the penalty's input gradient is a
+    a dilation of a kernel as large as the feature map: most likely the slow cuDNN fallback
+    kernel that took 18.3 ms of the style model's 100 ms step on an H200, with the penalty on
+    every step (docs/speed.md). Here the penalty's input gradient is a
     ``conv_transpose2d``, whose derivatives are the ordinary data- and weight-gradient
     convolutions. Inside :meth:`input_gradients` the convolutions return the input's
     gradient alone, as a graph to differentiate again; outside it, all three gradients,
