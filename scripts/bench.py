@@ -641,10 +641,11 @@ def trace_trainer(cfg: DictConfig, steps: int, warmup: int) -> dict:
 
 
 def bench_penalty(cfg: DictConfig, device: torch.device, channels_last: bool, steps: int,
-                  warmup: int) -> dict:
+                  warmup: int, profile: bool = False) -> dict:
     """The gradient penalty alone on the configured discriminator and size, in float32 as the
     step runs it: each form's time for the penalty and its backward into the discriminator,
-    and the convolutions that backward (the second differentiation) runs, by kind."""
+    and the convolutions that backward (the second differentiation) runs, by kind;
+    ``profile`` adds each form's kernel time by class (:func:`profile_steps`)."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class Census(TorchDispatchMode):
@@ -693,6 +694,11 @@ def bench_penalty(cfg: DictConfig, device: torch.device, channels_last: bool, st
             value.backward()
         result[name] = {"ms": elapsed / steps * 1e3,
                         "second_differentiation_convolutions": census.counts}
+        if profile:
+            with FlopCounterMode(display=False) as flop_counter:
+                penalty().backward()
+            result[name]["profile"] = profile_steps(lambda i: penalty().backward(), steps,
+                                                    device, flop_counter.get_flop_counts(), 1)
         discriminator.zero_grad(set_to_none=True)
     return result
 
@@ -901,7 +907,11 @@ def main(argv: list[str] | None = None) -> None:
     elif args.task == "trainer":
         result = trace_trainer(cfg, args.steps, args.warmup)
     elif args.task == "penalty":
-        result = bench_penalty(cfg, device, args.channels_last, args.steps, args.warmup)
+        result = bench_penalty(cfg, device, args.channels_last, args.steps, args.warmup,
+                               args.profile)
+        for name, form in result.items():
+            if "profile" in form:
+                print(f"\n{name} penalty:\n{profile_table(form['profile'])}", file=sys.stderr)
     elif args.task == "data":
         workers = cfg.data.num_workers if args.workers is None else args.workers
         result = bench_data(cfg, workers, args.steps, args.warmup)

@@ -58,10 +58,12 @@ def test_reference_step_refuses_a_penalty(capsys):
 
 def test_bench_penalty_times_both_forms_and_counts_their_convolutions(capsys):
     """--task penalty: the eager penalty's second differentiation runs convolution backward
-    passes only; autograd's own double backward runs forward ones, dilated among them."""
-    report = run_bench(["--task", "penalty", "--channels-last", *TINY], capsys)
+    passes only; autograd's own double backward runs forward ones, dilated among them.
+    --profile adds each form's time by class."""
+    report = run_bench(["--task", "penalty", "--channels-last", "--profile", *TINY], capsys)
     eager, autograd = report["eager"], report["autograd"]
     assert eager["ms"] > 0 and autograd["ms"] > 0
+    assert eager["profile"]["classes"] and autograd["profile"]["step_ms"] > 0
     assert set(eager["second_differentiation_convolutions"]) >= {"backward"}
     assert not any(kind.startswith("forward")
                    for kind in eager["second_differentiation_convolutions"])
