@@ -184,3 +184,17 @@ def test_the_compiled_step_gives_the_eager_gradients(tiny_cfg):
     for a, b in zip(eager, compiled):
         assert (a - b).norm() <= 1e-3 * a.norm() + 1e-4 * scale, ((a - b).norm(), a.norm())
 
+
+
+def test_compiling_for_the_shared_pass_works_in_a_fresh_process():
+    """``import torch`` does not import ``torch._functorch.config``, which the function sets:
+    it must not depend on another module having imported it first."""
+    import subprocess
+    import sys
+
+    code = ("import torch; from faceregen.train.objectives import compile_for_shared_pass; "
+            "compile_for_shared_pass(torch.nn.Identity()); "
+            "from torch._functorch import config; assert config.donated_buffer is False")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -101,7 +101,9 @@ def compile_for_shared_pass(module_or_function, mode: str | None = None):
     backward graphs that donate their saved buffers refuse; donation is turned off, for the
     whole process, before the first compiled call. ``mode``: torch.compile's.
     """
-    torch._functorch.config.donated_buffer = False
+    from torch._functorch import config as functorch_config  # not imported by ``import torch``
+
+    functorch_config.donated_buffer = False
     return torch.compile(module_or_function, mode=mode)
 
 
