@@ -229,6 +229,17 @@ def test_gradient_penalty_interpolates_per_sample(monkeypatch):
     assert penalty.item() == pytest.approx(sum((n - 1) ** 2 for n in norms) / 3)
 
 
+def penalty_and_gradients(discriminator, real, fake, label, image_penalty, **options):
+    """The penalty and its gradient for every discriminator parameter (zeros where it has
+    none), from the same interpolation draw each time."""
+    torch.manual_seed(1)
+    params = list(discriminator.parameters())
+    value = gradient_penalty(discriminator, real, fake, label, image_penalty=image_penalty,
+                             **options)
+    grads = torch.autograd.grad(value, params, allow_unused=True)
+    return value, [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
+
+
 @pytest.mark.parametrize("mode,reduction", [("wgan-gp", "sum"), ("r1", "mean")])
 def test_the_functional_penalty_equals_the_eager_one(mode, reduction):
     """The form torch.compile takes (torch.func.grad per scale) gives the eager penalty and the
@@ -241,19 +252,12 @@ def test_the_functional_penalty_equals_the_eager_one(mode, reduction):
     discriminator = MultiScaleDiscriminator(5, 3, ndf=4, n_layers=2, num_D=2)
     label = one_hot_map(torch.randint(0, 5, (2, 16, 16)), 5)
     real, fake = torch.rand(2, 3, 16, 16) * 2 - 1, torch.rand(2, 3, 16, 16) * 2 - 1
-    params = list(discriminator.parameters())
 
-    def penalty_and_gradients(image_penalty):
-        torch.manual_seed(1)  # the same interpolation draw
-        value = gradient_penalty(discriminator, real, fake, label, mode=mode,
-                                 reduction=reduction, image_penalty=image_penalty)
-        grads = torch.autograd.grad(value, params, allow_unused=True)
-        return value, [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
-
-    eager, eager_grads = penalty_and_gradients(None)
+    inputs, options = (discriminator, real, fake, label), {"mode": mode, "reduction": reduction}
+    eager, eager_grads = penalty_and_gradients(*inputs, None, **options)
     traced = torch.compile(functional_image_penalty, backend="aot_eager")
     for image_penalty in (functional_image_penalty, traced):
-        value, grads = penalty_and_gradients(image_penalty)
+        value, grads = penalty_and_gradients(*inputs, image_penalty, **options)
         assert value.item() == pytest.approx(eager.item(), rel=1e-5)
         scale = max(g.norm() for g in eager_grads)
         for a, b in zip(eager_grads, grads):
@@ -276,16 +280,10 @@ def test_the_compiled_penalty_on_cuda_gives_the_eager_gradients(monkeypatch):
     discriminator = MultiScaleDiscriminator(19, 3, ndf=16, n_layers=3, num_D=3).cuda()
     label = one_hot_map(torch.randint(0, 19, (4, 64, 64)), 19).cuda()
     real, fake = (torch.rand(2, 4, 3, 64, 64, device="cuda") * 2 - 1).unbind(0)
-    params = list(discriminator.parameters())
 
-    def penalty_and_gradients(image_penalty):
-        torch.manual_seed(1)
-        value = gradient_penalty(discriminator, real, fake, label, image_penalty=image_penalty)
-        grads = torch.autograd.grad(value, params, allow_unused=True)
-        return value, [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
-
-    eager, eager_grads = penalty_and_gradients(None)
+    eager, eager_grads = penalty_and_gradients(discriminator, real, fake, label, None)
     compiled, compiled_grads = penalty_and_gradients(
+        discriminator, real, fake, label,
         compile_for_shared_pass(functional_image_penalty))
     torch._dynamo.reset()
     assert compiled.item() == pytest.approx(eager.item(), rel=1e-4)
@@ -344,17 +342,10 @@ def test_the_eager_penalty_equals_autograds_double_backward(mode, reduction, cha
     discriminator = (MultiScaleDiscriminator(5, 3, ndf=4, n_layers=3, num_D=2)
                      if network == "multi-scale" else OddConvolutions(8))
     discriminator = discriminator.double().to(memory_format=layout)
-    params = list(discriminator.parameters())
 
-    def penalty_and_gradients(image_penalty):
-        torch.manual_seed(1)  # the same interpolation draw
-        value = gradient_penalty(discriminator, real, fake, label, mode=mode,
-                                 reduction=reduction, image_penalty=image_penalty)
-        grads = torch.autograd.grad(value, params, allow_unused=True)
-        return value, [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
-
-    reference, reference_grads = penalty_and_gradients(autograd_image_penalty)
-    value, grads = penalty_and_gradients(None)
+    inputs, options = (discriminator, real, fake, label), {"mode": mode, "reduction": reduction}
+    reference, reference_grads = penalty_and_gradients(*inputs, autograd_image_penalty, **options)
+    value, grads = penalty_and_gradients(*inputs, None, **options)
     assert value.item() == pytest.approx(reference.item(), rel=1e-12)
     scale = max(g.norm() for g in reference_grads)
     assert scale > 0
@@ -378,16 +369,10 @@ def test_the_eager_penalty_on_cuda_equals_autograds_double_backward(monkeypatch)
         memory_format=layout)
     real, fake = ((torch.rand(4, 3, 64, 64, device="cuda") * 2 - 1).contiguous(
         memory_format=layout) for _ in range(2))
-    params = list(discriminator.parameters())
 
-    def penalty_and_gradients(image_penalty):
-        torch.manual_seed(1)
-        value = gradient_penalty(discriminator, real, fake, label, image_penalty=image_penalty)
-        grads = torch.autograd.grad(value, params, allow_unused=True)
-        return value, [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
-
-    reference, reference_grads = penalty_and_gradients(autograd_image_penalty)
-    value, grads = penalty_and_gradients(None)
+    reference, reference_grads = penalty_and_gradients(discriminator, real, fake, label,
+                                                       autograd_image_penalty)
+    value, grads = penalty_and_gradients(discriminator, real, fake, label, None)
     assert value.item() == pytest.approx(reference.item(), rel=1e-4)
     scale = max(g.norm() for g in reference_grads)
     for a, b in zip(reference_grads, grads):
