@@ -353,6 +353,36 @@ def test_the_eager_penalty_equals_autograds_double_backward(mode, reduction, cha
         assert (a - b).norm() <= 1e-10 * scale
 
 
+@pytest.mark.parametrize("layer_forms", [False, True])
+def test_the_eager_penalty_gradient_matches_finite_differences(layer_forms):
+    """The eager penalty's discriminator gradients against central differences of its value
+    (torch.autograd.gradcheck, float64): ground truth that does not rest on autograd's own
+    double backward, on the plain layers and on the run-time forms of
+    models/networks/layout.py (channel-padded convolutions, layout-keeping instance norm)."""
+    from torch.func import functional_call
+
+    from faceregen.models.networks import MultiScaleDiscriminator
+    from faceregen.models.networks.layout import use_gpu_friendly_layers
+
+    torch.manual_seed(0)
+    discriminator = MultiScaleDiscriminator(3, 3, ndf=2, n_layers=2, num_D=2).double()
+    if layer_forms:
+        use_gpu_friendly_layers([discriminator], align_channels=True, layout_keeping_norm=True)
+    label = one_hot_map(torch.randint(0, 3, (2, 12, 12)), 3).double()
+    real, fake = (torch.rand(2, 2, 3, 12, 12, dtype=torch.float64) * 2 - 1).unbind(0)
+    names = [name for name, _ in discriminator.named_parameters()]
+
+    def penalty(*weights):
+        def with_weights(x):
+            return functional_call(discriminator, dict(zip(names, weights)), (x,))
+
+        torch.manual_seed(1)  # the same interpolation draw at every evaluation
+        return gradient_penalty(with_weights, real, fake, label)
+
+    weights = tuple(p.detach().clone().requires_grad_(True) for p in discriminator.parameters())
+    assert torch.autograd.gradcheck(penalty, weights, fast_mode=True)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_the_eager_penalty_on_cuda_equals_autograds_double_backward(monkeypatch):
     """The same on the GPU's kernels (cuDNN's transposed and backward convolutions against
