@@ -180,8 +180,9 @@ class DifferentiableInputGradients(TorchFunctionMode):
 def _conv2d_arguments(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """``conv2d``'s arguments in order, its int shorthands as pairs."""
     def pair(value):
-        return (value, value) if isinstance(value, int) else value if isinstance(
-            value, str) else tuple(value)
+        if isinstance(value, str):
+            return value
+        return (value, value) if isinstance(value, int) else tuple(value)
 
     return input, weight, bias, pair(stride), pair(padding), pair(dilation), groups
 
