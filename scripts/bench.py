@@ -924,6 +924,9 @@ def main(argv: list[str] | None = None) -> None:
                          "--step reference")
         if args.cuda_graph and device.type != "cuda":
             parser.error("--cuda-graph needs --device cuda")
+        if args.autograd_penalty and args.compile:
+            parser.error("--autograd-penalty is a form of the eager penalty; --compile "
+                         "compiles the penalty's other form")
         result = bench(cfg, device, args.precision, args.channels_last, args.steps,
                        args.warmup, args.step, args.compile, profile=args.profile,
                        cuda_graph=args.cuda_graph, autograd_penalty=args.autograd_penalty)

@@ -56,6 +56,12 @@ def test_reference_step_refuses_a_penalty(capsys):
     assert "add --no-gp" in capsys.readouterr().err
 
 
+def test_the_autograd_penalty_is_refused_with_compile(capsys):
+    with pytest.raises(SystemExit):
+        run_bench(["--autograd-penalty", "--compile", *TINY], capsys)
+    assert "--autograd-penalty is a form of the eager penalty" in capsys.readouterr().err
+
+
 def test_bench_penalty_times_both_forms_and_counts_their_convolutions(capsys):
     """--task penalty: the eager penalty's second differentiation runs convolution backward
     passes only; autograd's own double backward runs forward ones, dilated among them.
