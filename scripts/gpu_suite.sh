@@ -9,7 +9,10 @@
 #    rows (penalty schedules, layer forms, the penalty left eager, no label skips) and the
 #    CUDA-graph rows, which do not fit in that time: pick them with ROWS="words;more words"
 #    (bench.py --rows: the rows whose names hold one of the words, in that order).
-#    PROFILE=0 drops the profiles; SUITE_SECONDS (default 420) caps this step.
+#    PROFILE=0 drops the profiles; SUITE_SECONDS (default 420) caps this step. Then the
+#    gradient penalty alone, 512 px, in both of its eager forms (bench.py --task penalty: the
+#    convolutions of its second differentiation and, with profiles, its kernels); PENALTY=0
+#    skips it.
 # 2. With ALL=1 also what earlier runs answered: the trainer's own loop at 512 px on synthetic
 #    faces (loader wait against step time), eager and with trainer.cuda_graph=true, and at
 #    128 px, batch 16 (an epoch every 100 steps: does the epoch boundary stall the loop?); the
@@ -46,6 +49,13 @@ log "suite"
 timeout "${SUITE_SECONDS:-420}" "$py" scripts/bench.py --suite gpu --device cuda --precision bf16 \
   --channels-last --steps 16 --warmup 3 "${options[@]}" --out "$out/suite.json" \
   2> >(grep -v "randomly initialised VGG19" | tee "$out/suite.log" >&2) > /dev/null
+if [ "${PENALTY:-1}" = 1 ]; then
+  log "penalty alone, both forms"
+  penalty_options=(); if [ "${PROFILE:-1}" != 0 ]; then penalty_options=(--profile); fi
+  timeout 120 "$py" scripts/bench.py --task penalty --device cuda --channels-last --steps 10 \
+    --warmup 3 "${penalty_options[@]}" +experiment=celebamask --out "$out/penalty.json" \
+    2> >(grep -v "randomly initialised VGG19" | tee "$out/penalty.log" >&2) > /dev/null
+fi
 if [ "${ALL:-0}" != 1 ]; then log "done"; exit 0; fi
 wait "$data_job"
 
