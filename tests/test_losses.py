@@ -353,11 +353,12 @@ def test_the_eager_penalty_equals_autograds_double_backward(mode, reduction, cha
         assert (a - b).norm() <= 1e-10 * scale
 
 
-@pytest.mark.parametrize("layer_forms", [False, True])
-def test_the_eager_penalty_gradient_matches_finite_differences(layer_forms):
+@pytest.mark.parametrize("layer_forms,channels_last", [(False, False), (False, True),
+                                                        (True, True)])
+def test_the_eager_penalty_gradient_matches_finite_differences(layer_forms, channels_last):
     """The eager penalty's discriminator gradients against central differences of its value
     (torch.autograd.gradcheck, float64): ground truth that does not rest on autograd's own
-    double backward, on the plain layers and on the run-time forms of
+    double backward, on the plain layers, in both layouts, and on the run-time forms of
     models/networks/layout.py (channel-padded convolutions, layout-keeping instance norm)."""
     from torch.func import functional_call
 
@@ -365,11 +366,14 @@ def test_the_eager_penalty_gradient_matches_finite_differences(layer_forms):
     from faceregen.models.networks.layout import use_gpu_friendly_layers
 
     torch.manual_seed(0)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
     discriminator = MultiScaleDiscriminator(3, 3, ndf=2, n_layers=2, num_D=2).double()
     if layer_forms:
         use_gpu_friendly_layers([discriminator], align_channels=True, layout_keeping_norm=True)
+    discriminator = discriminator.to(memory_format=layout)
     label = one_hot_map(torch.randint(0, 3, (2, 12, 12)), 3).double()
     real, fake = (torch.rand(2, 2, 3, 12, 12, dtype=torch.float64) * 2 - 1).unbind(0)
+    label, real, fake = (t.contiguous(memory_format=layout) for t in (label, real, fake))
     names = [name for name, _ in discriminator.named_parameters()]
 
     def penalty(*weights):
@@ -379,7 +383,8 @@ def test_the_eager_penalty_gradient_matches_finite_differences(layer_forms):
         torch.manual_seed(1)  # the same interpolation draw at every evaluation
         return gradient_penalty(with_weights, real, fake, label)
 
-    weights = tuple(p.detach().clone().requires_grad_(True) for p in discriminator.parameters())
+    weights = tuple(p.detach().clone(memory_format=torch.preserve_format).requires_grad_(True)
+                    for p in discriminator.parameters())
     assert torch.autograd.gradcheck(penalty, weights, fast_mode=True)
 
 
