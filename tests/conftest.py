@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -11,6 +12,16 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 import faceregen.config  # noqa: F401  (registers the config schemas)
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def load_script(name: str):
+    """A module of scripts/ (not a package), loaded afresh from its file."""
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 # The tests' training setup: the tiny networks and a few CPU steps (configs/model/size/tiny.yaml,
 # configs/trainer/smoke.yaml) on a 24-face synthetic set at 32 px, without the VGG term (a

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+from conftest import load_script
 from hydra.core.global_hydra import GlobalHydra
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench.py"
 TINY_FLAGS = ["--size", "32", "--batch", "2", "--ngf", "8", "--n-downsample", "2", "--num-d", "1",
               "--steps", "1"]
 TINY_OVERRIDES = ["model/size=tiny"]  # the tiny networks; the flags above come on top
@@ -17,9 +15,7 @@ TINY = [*TINY_FLAGS, "--warmup", "0", *TINY_OVERRIDES]
 
 
 def run_bench(argv: list[str], capsys) -> dict:
-    spec = importlib.util.spec_from_file_location("bench", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("bench")
     GlobalHydra.instance().clear()
     bench.main(argv)
     return json.loads(capsys.readouterr().out)
@@ -89,9 +85,7 @@ def test_bench_data_times_the_trainers_loader(tmp_path, capsys):
 def test_the_suite_runs_every_row_at_a_tiny_size_and_compares_with_the_reference(capsys):
     """--suite tiny is --suite gpu's rows on the CPU: the reference step first, the ratio of
     every row to it, and a profile of the eager style model whose classes add up to the step."""
-    spec = importlib.util.spec_from_file_location("bench", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("bench")
     GlobalHydra.instance().clear()
     bench.main(["--suite", "tiny", "--eager-only", "--steps", "1", "--warmup", "0",
                 "--profile"])
@@ -115,9 +109,7 @@ def test_the_suite_runs_every_row_at_a_tiny_size_and_compares_with_the_reference
 def test_the_suites_variant_rows_run_at_a_tiny_size(capsys):
     """--variants: every row runs; the 8-aligned first convolutions add only the zero channels'
     work (22 -> 24 input channels of the discriminator's, 19 -> 24 of the generator's)."""
-    spec = importlib.util.spec_from_file_location("bench", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("bench")
     GlobalHydra.instance().clear()
     bench.main(["--suite", "tiny", "--eager-only", "--variants", "--batch", "4", "--steps", "1",
                 "--warmup", "0"])
@@ -136,9 +128,7 @@ def test_the_suite_picks_rows_by_name_and_records_a_failed_row_without_stopping(
     """--rows keeps the reference and the named rows, in the order named; a row that raises (a
     CUDA graph that cannot be recorded, say) becomes an error row and the rows after it still
     run."""
-    spec = importlib.util.spec_from_file_location("bench", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("bench")
     real_bench = bench.bench
 
     def failing_for_the_baseline(cfg, *args, **kwargs):
@@ -183,9 +173,7 @@ def test_the_suite_picks_rows_by_name_and_records_a_failed_row_without_stopping(
      ("optimiser and EMA", None)),
 ])
 def test_kernel_names_fall_in_their_class(name, expected):
-    spec = importlib.util.spec_from_file_location("bench", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("bench")
     label, precision = expected
     assert bench.kernel_class(name) == label
     if precision:

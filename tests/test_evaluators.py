@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_script
 from torchvision.models.inception import Inception3
 
 from faceregen.errors import FaceregenError
@@ -35,15 +34,6 @@ def offline_hub(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def random_inception():
     return inception.load_fid_inception("random")
-
-
-def load_script(name: str):
-    """A module of scripts/ (not a package), loaded from its file."""
-    script = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_fid_inception_state_dict_has_pytorch_fid_layout(random_inception):

@@ -413,16 +413,12 @@ def test_the_command_prints_the_url_and_serves(style_ckpt):
 
 def test_bench_times_the_http_round_trip(capsys):
     """scripts/bench.py --task studio on the tiny networks: a real server, N requests."""
-    import importlib.util
     import json
-    from pathlib import Path
 
+    from conftest import load_script
     from hydra.core.global_hydra import GlobalHydra
 
-    script = Path(__file__).resolve().parents[1] / "scripts" / "bench.py"
-    spec = importlib.util.spec_from_file_location("bench", script)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("bench")
     GlobalHydra.instance().clear()
     bench.main(["--task", "studio", "--size", "32", "--steps", "3", "--warmup", "1",
                 "model/size=tiny"])
