@@ -45,6 +45,7 @@ from faceregen.losses import feature_matching_loss, gan_loss
 from faceregen.losses.gradient_penalty import (
     autograd_image_penalty,
     eager_image_penalty,
+    explicit_image_penalty,
     functional_image_penalty,
     gradient_penalty,
 )
@@ -110,15 +111,20 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+# The penalty's forms that a compiled step can compile (bench's ``compiled_penalty``).
+COMPILED_PENALTIES = {"explicit": explicit_image_penalty, "func.grad": functional_image_penalty}
+
+
 def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: bool,
           steps: int, warmup: int, step_kind: str = "faceregen", compile: bool = False,
           phases: bool = True, profile: bool = False, cuda_graph: bool = False,
-          eager_penalty: bool = False, autograd_penalty: bool = False,
+          compiled_penalty: str = "explicit", autograd_penalty: bool = False,
           compile_mode: str | None = None) -> dict:
     """Time ``steps`` training steps after ``warmup`` (compilation, cuDNN autotuning).
 
-    ``compile`` compiles as ``trainer.compile=true`` does, the penalty included unless
-    ``eager_penalty``. ``cuda_graph`` replays the step's gradient computation as CUDA graphs, as
+    ``compile`` compiles as ``trainer.compile=true`` does; ``compiled_penalty`` names the
+    penalty's form then: "explicit" (the trainer's), "func.grad" (its form before) or "eager"
+    (left uncompiled). ``cuda_graph`` replays the step's gradient computation as CUDA graphs, as
     ``trainer.cuda_graph=true`` (GraphedStep); its own eager steps and the recording of each
     graph are added to the warm-up. ``autograd_penalty`` takes the eager penalty through
     autograd's own double backward (``autograd_image_penalty``, the form before), for an A/B.
@@ -229,8 +235,8 @@ def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: 
         modules.run_discriminator = compile_for_shared_pass(d, compile_mode)
         if vgg is not None:
             modules.perceptual = compile_for_shared_pass(vgg, compile_mode)
-        if not eager_penalty:
-            modules.image_penalty = compile_for_shared_pass(functional_image_penalty,
+        if compiled_penalty != "eager":
+            modules.image_penalty = compile_for_shared_pass(COMPILED_PENALTIES[compiled_penalty],
                                                             compile_mode)
     if cuda_graph:
         graphed = GraphedStep(modules, cfg.loss, autocast_for(device, dtype, cache_enabled=False))
@@ -418,9 +424,10 @@ GRAPH_ROWS = (
 # models/networks/layout.py, compiled with the penalty every step and R1 every 16th, compiled
 # with the penalty left eager (what compiling the penalty gains), without the label skips
 # (what they cost), with the eager penalty through autograd's own double backward of the
-# convolutions (the form before DifferentiableInputGradients), and compiled with
+# convolutions (the form before DifferentiableInputGradients), compiled with
 # mode="reduce-overhead" (each compiled part replayed as CUDA graphs; on the CPU it compiles
-# as the default mode does).
+# as the default mode does), and compiled with the penalty through torch.func.grad (the
+# compiled form before explicit_image_penalty).
 VARIANT_ROWS = (
     ("style model, WGAN-GP every step", "faceregen", "celebamask", False, 4, ["loss.gp_every=1"]),
     ("style model, WGAN-GP every 16th", "faceregen", "celebamask", False, 4,
@@ -452,6 +459,9 @@ VARIANT_ROWS = (
      False, 4, ["loss.gp_every=1"]),
     ("style model, compiled, no label skips", "faceregen", "celebamask", True, 4,
      ["model.generator.label_skips=false"]),
+    ("style model, compiled, func.grad penalty", "func-grad-penalty", "celebamask", True, 4, []),
+    ("style model, compiled, WGAN-GP every step, func.grad penalty", "func-grad-penalty",
+     "celebamask", True, 4, ["loss.gp_every=1"]),
 )
 # --suite tiny: the same rows on the CPU at a test size, batch 16 read as 4.
 TINY_SUITE_OVERRIDES = ["model/size=tiny", "data.size=32", "model.generator.ngf=8",
@@ -500,7 +510,9 @@ def run_suite(args: argparse.Namespace) -> dict:
                                args.warmup, "reference" if step_kind == "reference"
                                else "faceregen", compiled, phases=False, profile=profile,
                                cuda_graph=step_kind == "graphed",
-                               eager_penalty=step_kind == "eager-penalty",
+                               compiled_penalty={"eager-penalty": "eager",
+                                                 "func-grad-penalty": "func.grad"}.get(
+                                                     step_kind, "explicit"),
                                autograd_penalty=step_kind == "autograd-penalty",
                                compile_mode=("reduce-overhead" if step_kind == "reduce-overhead"
                                              else None))
@@ -641,11 +653,12 @@ def trace_trainer(cfg: DictConfig, steps: int, warmup: int) -> dict:
 
 
 def bench_penalty(cfg: DictConfig, device: torch.device, channels_last: bool, steps: int,
-                  warmup: int, profile: bool = False) -> dict:
+                  warmup: int, profile: bool = False, compile: bool = False) -> dict:
     """The gradient penalty alone on the configured discriminator and size, in float32 as the
     step runs it: each form's time for the penalty and its backward into the discriminator,
     and the convolutions that backward (the second differentiation) runs, by kind;
-    ``profile`` adds each form's kernel time by class (:func:`profile_steps`)."""
+    ``profile`` adds each form's kernel time by class (:func:`profile_steps`). ``compile`` adds
+    the compiled forms (:data:`COMPILED_PENALTIES`), compiled during the warm-up."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class Census(TorchDispatchMode):
@@ -675,8 +688,12 @@ def bench_penalty(cfg: DictConfig, device: torch.device, channels_last: bool, st
                   for _ in range(2))
     loss = cfg.loss
     result = {}
-    for name, image_penalty in (("eager", eager_image_penalty),
-                                ("autograd", autograd_image_penalty)):
+    forms = {"eager": eager_image_penalty, "explicit": explicit_image_penalty,
+             "autograd": autograd_image_penalty}
+    if compile:
+        forms.update({f"{name}, compiled": compile_for_shared_pass(form)
+                      for name, form in COMPILED_PENALTIES.items()})
+    for name, image_penalty in forms.items():
         def penalty(image_penalty=image_penalty):
             return gradient_penalty(discriminator, real, fake, label, mode=loss.gp_mode,
                                     reduction=loss.gp_reduction, image_penalty=image_penalty)
@@ -866,7 +883,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--precision", default="32", choices=["32", "bf16", "16"])
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true",
-                        help="torch.compile as trainer.compile=true (warm-up steps compile)")
+                        help="torch.compile as trainer.compile=true (warm-up steps compile); "
+                        "with --task penalty, add the compiled penalty forms")
     parser.add_argument("--autograd-penalty", action="store_true",
                         help="the eager penalty through autograd's own double backward of the "
                              "convolutions (the form before), for an A/B")
@@ -908,7 +926,7 @@ def main(argv: list[str] | None = None) -> None:
         result = trace_trainer(cfg, args.steps, args.warmup)
     elif args.task == "penalty":
         result = bench_penalty(cfg, device, args.channels_last, args.steps, args.warmup,
-                               args.profile)
+                               args.profile, args.compile)
         for name, form in result.items():
             if "profile" in form:
                 print(f"\n{name} penalty:\n{profile_table(form['profile'])}", file=sys.stderr)

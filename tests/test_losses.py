@@ -241,12 +241,20 @@ def penalty_and_gradients(discriminator, real, fake, label, image_penalty, **opt
 
 
 @pytest.mark.parametrize("mode,reduction", [("wgan-gp", "sum"), ("r1", "mean")])
-def test_the_functional_penalty_equals_the_eager_one(mode, reduction):
-    """The form torch.compile takes (torch.func.grad per scale) gives the eager penalty and the
-    same discriminator gradients, run eagerly and traced (dynamo and AOTAutograd, whose
-    differentiation of the traced gradient is what trainer.compile relies on)."""
-    from faceregen.losses.gradient_penalty import functional_image_penalty
+@pytest.mark.parametrize("form", ["explicit", "func.grad"])
+def test_the_compilable_penalties_equal_the_eager_one(mode, reduction, form):
+    """The forms torch.compile takes (the input gradient written out layer by layer, which
+    trainer.compile uses, and torch.func.grad per scale, its form before) give the eager
+    penalty and the same discriminator gradients, run eagerly and traced (dynamo and
+    AOTAutograd, whose differentiation of the traced graph is what trainer.compile relies
+    on)."""
+    from faceregen.losses.gradient_penalty import (
+        explicit_image_penalty,
+        functional_image_penalty,
+    )
     from faceregen.models.networks import MultiScaleDiscriminator
+
+    compilable = {"explicit": explicit_image_penalty, "func.grad": functional_image_penalty}[form]
 
     torch.manual_seed(0)
     discriminator = MultiScaleDiscriminator(5, 3, ndf=4, n_layers=2, num_D=2)
@@ -255,8 +263,8 @@ def test_the_functional_penalty_equals_the_eager_one(mode, reduction):
 
     inputs, options = (discriminator, real, fake, label), {"mode": mode, "reduction": reduction}
     eager, eager_grads = penalty_and_gradients(*inputs, None, **options)
-    traced = torch.compile(functional_image_penalty, backend="aot_eager")
-    for image_penalty in (functional_image_penalty, traced):
+    traced = torch.compile(compilable, backend="aot_eager")
+    for image_penalty in (compilable, traced):
         value, grads = penalty_and_gradients(*inputs, image_penalty, **options)
         assert value.item() == pytest.approx(eager.item(), rel=1e-5)
         scale = max(g.norm() for g in eager_grads)
@@ -267,24 +275,33 @@ def test_the_functional_penalty_equals_the_eager_one(mode, reduction):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_the_compiled_penalty_on_cuda_gives_the_eager_gradients(monkeypatch):
+@pytest.mark.parametrize("form", ["explicit", "func.grad"])
+def test_the_compiled_penalty_on_cuda_gives_the_eager_gradients(monkeypatch, form):
     """trainer.compile's penalty as Inductor builds it for the GPU (Triton kernels, cuDNN
-    convolutions): the eager penalty's value and discriminator gradients. Without TF32, which
-    moved the value by 0.16 % between the two on an H200."""
-    from faceregen.losses.gradient_penalty import functional_image_penalty
+    convolutions), and its form before: the eager penalty's value and discriminator
+    gradients. Without TF32, which moved the value by 0.16 % between the two on an H200."""
+    from faceregen.losses.gradient_penalty import (
+        explicit_image_penalty,
+        functional_image_penalty,
+    )
     from faceregen.models.networks import MultiScaleDiscriminator
     from faceregen.train.objectives import compile_for_shared_pass
 
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     torch.manual_seed(0)
-    discriminator = MultiScaleDiscriminator(19, 3, ndf=16, n_layers=3, num_D=3).cuda()
-    label = one_hot_map(torch.randint(0, 19, (4, 64, 64)), 19).cuda()
-    real, fake = (torch.rand(2, 4, 3, 64, 64, device="cuda") * 2 - 1).unbind(0)
+    layout = torch.channels_last  # as trainer=gpu runs it
+    discriminator = MultiScaleDiscriminator(19, 3, ndf=16, n_layers=3, num_D=3).cuda().to(
+        memory_format=layout)
+    label = one_hot_map(torch.randint(0, 19, (4, 64, 64)), 19).cuda().contiguous(
+        memory_format=layout)
+    real, fake = ((torch.rand(4, 3, 64, 64, device="cuda") * 2 - 1).contiguous(
+        memory_format=layout) for _ in range(2))
 
     eager, eager_grads = penalty_and_gradients(discriminator, real, fake, label, None)
     compiled, compiled_grads = penalty_and_gradients(
         discriminator, real, fake, label,
-        compile_for_shared_pass(functional_image_penalty))
+        compile_for_shared_pass({"explicit": explicit_image_penalty,
+                                 "func.grad": functional_image_penalty}[form]))
     torch._dynamo.reset()
     assert compiled.item() == pytest.approx(eager.item(), rel=1e-4)
     scale = max(g.norm() for g in eager_grads)
@@ -461,6 +478,140 @@ def test_the_eager_penalty_differentiates_with_ordinary_convolutions():
     for args in first_layer:
         for tensor in args[:2]:
             assert tensor.is_contiguous(memory_format=channels_last)
+
+
+def odd_discriminator(label_classes: int, variant: str) -> nn.Module:
+    """A three-scale discriminator in one of the forms the explicit penalty must differentiate:
+    as built, with the run-time layer forms of models/networks/layout.py, or with affine
+    instance norms and a second convolution of tuple stride, padding and dilation without a
+    bias."""
+    from faceregen.models.networks import MultiScaleDiscriminator
+    from faceregen.models.networks.layout import use_gpu_friendly_layers
+
+    discriminator = MultiScaleDiscriminator(label_classes, 3, ndf=4, n_layers=3, num_D=3)
+    if variant == "layer forms":
+        use_gpu_friendly_layers([discriminator], align_channels=True, layout_keeping_norm=True)
+    if variant == "odd layers":
+        for module in discriminator.modules():
+            for name, child in module.named_children():
+                if isinstance(child, nn.InstanceNorm2d):
+                    norm = nn.InstanceNorm2d(child.num_features, affine=True)
+                    nn.init.normal_(norm.weight, 1.0, 0.3)
+                    nn.init.normal_(norm.bias, 0.0, 0.3)
+                    setattr(module, name, norm)
+        discriminator.discriminators[0].layers[1][0] = nn.Conv2d(
+            4, 8, 3, stride=(2, 1), padding=(1, 2), dilation=(1, 2), bias=False)
+    return discriminator
+
+
+@pytest.mark.parametrize("mode,reduction", [("wgan-gp", "sum"), ("r1", "mean")])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("variant", ["as built", "layer forms", "odd layers"])
+def test_the_explicit_penalty_equals_autograds_double_backward(mode, reduction, channels_last,
+                                                               variant):
+    """The input gradient written out layer by layer gives autograd's value and discriminator
+    gradients in float64: three scales (two downsamplings to differentiate), an input size
+    that leaves rows and columns over at every strided convolution, both layouts, and every
+    layer form it knows."""
+    from faceregen.losses.gradient_penalty import autograd_image_penalty, explicit_image_penalty
+
+    torch.manual_seed(0)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    label = one_hot_map(torch.randint(0, 5, (2, 23, 27)), 5).double()
+    real, fake = (torch.rand(2, 2, 3, 23, 27, dtype=torch.float64) * 2 - 1).unbind(0)
+    label, real, fake = (t.contiguous(memory_format=layout) for t in (label, real, fake))
+    discriminator = odd_discriminator(5, variant).double().to(memory_format=layout)
+
+    inputs, options = (discriminator, real, fake, label), {"mode": mode, "reduction": reduction}
+    reference, reference_grads = penalty_and_gradients(*inputs, autograd_image_penalty, **options)
+    value, grads = penalty_and_gradients(*inputs, explicit_image_penalty, **options)
+    assert value.item() == pytest.approx(reference.item(), rel=1e-12)
+    scale = max(g.norm() for g in reference_grads)
+    assert scale > 0
+    for a, b in zip(reference_grads, grads):
+        assert (a - b).norm() <= 1e-10 * scale
+
+
+@pytest.mark.parametrize("variant,channels_last", [("as built", False), ("as built", True),
+                                                   ("layer forms", True), ("odd layers", False)])
+def test_the_explicit_penalty_gradient_matches_finite_differences(variant, channels_last):
+    """Its discriminator gradients against central differences of its value (gradcheck,
+    float64), which do not rest on autograd's double backward either."""
+    from faceregen.losses.gradient_penalty import explicit_image_penalty
+
+    torch.manual_seed(0)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    discriminator = odd_discriminator(3, variant).double().to(memory_format=layout)
+    label = one_hot_map(torch.randint(0, 3, (2, 13, 13)), 3).double()
+    real, fake = (torch.rand(2, 2, 3, 13, 13, dtype=torch.float64) * 2 - 1).unbind(0)
+    label, real, fake = (t.contiguous(memory_format=layout) for t in (label, real, fake))
+
+    def penalty(*weights):  # the weights are the discriminator's own, perturbed in place
+        torch.manual_seed(1)  # the same interpolation draw at every evaluation
+        return gradient_penalty(discriminator, real, fake, label,
+                                image_penalty=explicit_image_penalty)
+
+    assert torch.autograd.gradcheck(penalty, tuple(discriminator.parameters()), fast_mode=True)
+
+
+def backward_graph_convolutions(image_penalty) -> dict[str, int]:
+    """The convolutions in the backward graph that torch.compile builds for ``image_penalty``
+    (the penalty's second differentiation), by kind."""
+    from torch._dynamo.backends.common import aot_autograd
+    from torch._functorch.aot_autograd import make_boxed_func
+
+    from faceregen.models.networks import MultiScaleDiscriminator
+
+    counts: dict[str, int] = {}
+
+    def census(graph, example_inputs):
+        for node in graph.graph.nodes:
+            if node.target is torch.ops.aten.convolution_backward.default:
+                kind = "backward"
+            elif node.target is torch.ops.aten.convolution.default:
+                kind = ("transposed" if node.args[6] else "forward") + (
+                    ", dilated" if any(d > 1 for d in node.args[5]) else "")
+            else:
+                continue
+            counts[kind] = counts.get(kind, 0) + 1
+        return make_boxed_func(graph)
+
+    torch.manual_seed(0)
+    discriminator = MultiScaleDiscriminator(5, 3, ndf=4, n_layers=2, num_D=2)
+    label = one_hot_map(torch.randint(0, 5, (2, 16, 16)), 5)
+    real, fake = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    compiled = torch.compile(image_penalty, backend=aot_autograd(
+        fw_compiler=lambda graph, example_inputs: make_boxed_func(graph), bw_compiler=census))
+    gradient_penalty(discriminator, real, fake, label, image_penalty=compiled).backward()
+    torch._dynamo.reset()
+    return counts
+
+
+def test_the_compiled_explicit_penalty_differentiates_with_ordinary_convolutions():
+    """What the explicit form is for: in the backward graph torch.compile builds for it, only
+    the convolutions' ordinary backward, where its form through torch.func.grad has the
+    forward convolutions (dilated among them) of autograd's double-backward formulas."""
+    from faceregen.losses.gradient_penalty import explicit_image_penalty, functional_image_penalty
+
+    before = backward_graph_convolutions(functional_image_penalty)
+    assert before.get("forward, dilated", 0) > 0  # what the check looks for
+    # Two scales of four convolutions and four transposed ones, less each scale's last
+    # convolution, whose output gives the gradient's seed only its shape.
+    assert backward_graph_convolutions(explicit_image_penalty) == {"backward": 14}
+
+
+@pytest.mark.parametrize("layer", [nn.ReLU(), nn.Conv2d(4, 8, 4, stride=2, padding=2,
+                                                        padding_mode="reflect")])
+def test_the_explicit_penalty_refuses_layers_it_cannot_differentiate(layer):
+    from faceregen.losses.gradient_penalty import explicit_image_penalty
+    from faceregen.models.networks import MultiScaleDiscriminator
+
+    discriminator = MultiScaleDiscriminator(3, 3, ndf=4, n_layers=2, num_D=1)
+    discriminator.discriminators[0].layers[1][isinstance(layer, nn.ReLU) * 2] = layer
+    label = one_hot_map(torch.randint(0, 3, (1, 16, 16)), 3)
+    with pytest.raises(TypeError, match="cannot differentiate"):
+        gradient_penalty(discriminator, torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16), label,
+                         image_penalty=explicit_image_penalty)
 
 
 # --- perceptual loss ----------------------------------------------------------------------------

@@ -142,7 +142,7 @@ def step_gradients(cfg, nets, label, real, compiled: bool, perceptual=None
     """Gradients of one adversarial_step (penalty applied) from the networks as given."""
     import copy
 
-    from faceregen.losses.gradient_penalty import functional_image_penalty
+    from faceregen.losses.gradient_penalty import explicit_image_penalty
     from faceregen.train.objectives import compile_for_shared_pass
     from faceregen.train.step import StepModules, adversarial_step
 
@@ -158,7 +158,7 @@ def step_gradients(cfg, nets, label, real, compiled: bool, perceptual=None
         run_generator=compile_for_shared_pass(generate) if compiled else generate,
         run_discriminator=compile_for_shared_pass(d) if compiled else d,
         scaler=torch.amp.GradScaler("cpu", enabled=False),
-        image_penalty=compile_for_shared_pass(functional_image_penalty) if compiled else None)
+        image_penalty=compile_for_shared_pass(explicit_image_penalty) if compiled else None)
     torch.manual_seed(5)  # the penalty's interpolation draw
     adversarial_step(modules, label, real, real, label, cfg.loss, step_index=0)
     return grads(g_params + d_params)

@@ -40,7 +40,7 @@ def gradient_penalty(discriminator, real_image: torch.Tensor, fake_image: torch.
     H200 it was no faster (docs/speed.md).
 
     ``image_penalty`` computes the penalty of the drawn images: :func:`eager_image_penalty`
-    (the default) or :func:`functional_image_penalty`, compiled under ``trainer.compile=true``.
+    (the default) or :func:`explicit_image_penalty`, compiled under ``trainer.compile=true``.
     The draw stays here, outside any compiled code, so that both use torch's random stream
     alike.
     """
@@ -104,7 +104,8 @@ def autograd_image_penalty(discriminator, image: torch.Tensor, label_onehot: tor
 
 def functional_image_penalty(discriminator, image: torch.Tensor, label_onehot: torch.Tensor,
                              mode: str, reduction: str) -> torch.Tensor:
-    """The same penalty with ``torch.func.grad``, in a form ``torch.compile`` can take whole.
+    """The same penalty with ``torch.func.grad``, in a form ``torch.compile`` can take whole:
+    ``trainer.compile``'s form before :func:`explicit_image_penalty`, kept for benchmarks.
 
     torch.compile cannot differentiate a compiled ``autograd.grad(create_graph=True)``; it can
     trace ``torch.func.grad``, and then differentiates the traced gradient like any other
@@ -125,6 +126,93 @@ def functional_image_penalty(discriminator, image: torch.Tensor, label_onehot: t
     penalties = [_scale_penalty(torch.func.grad(scale_total(index))(image), mode)
                  for index in range(num_scales)]
     return torch.stack(penalties).mean()
+
+
+def explicit_image_penalty(discriminator, image: torch.Tensor, label_onehot: torch.Tensor,
+                           mode: str, reduction: str) -> torch.Tensor:
+    """The same penalty with each scale's input gradient written out layer by layer: the form
+    ``trainer.compile=true`` compiles.
+
+    Why: differentiating the penalty then needs first derivatives of plain ops only, and each
+    convolution's input gradient is a ``conv_transpose2d``, so torch.compile's backward graph
+    holds only ordinary data- and weight-gradient convolutions. Through autograd's formulas
+    (:func:`functional_image_penalty`) it holds forward convolutions with the stride turned
+    into a dilation, the kernels :class:`DifferentiableInputGradients` avoids in the eager
+    step, which does not work under torch.func.grad when compiled. The first layer's input
+    gradient is taken for the image channels alone, from the image rows of its weight.
+
+    ``discriminator`` must be a :class:`~faceregen.models.networks.MultiScaleDiscriminator`
+    whose scales run their ``layers`` in order, made of the layers that
+    :func:`_layer_input_gradient` knows; anything else is a TypeError. Run eagerly it gives
+    the same value and gradients too, in one discriminator pass.
+    """
+    image = image.detach()
+    label_channels = label_onehot.shape[1]
+    inputs = torch.cat([label_onehot, image], dim=1)
+    halvings: list[torch.Tensor] = []  # the input of each downsampling so far
+    penalties = []
+    for index, scale in enumerate(discriminator.discriminators):
+        if index:
+            halvings.append(inputs)
+            inputs = discriminator.downsample(inputs)
+        tape = []
+        x = inputs
+        for layer in _layers_in_order(scale):
+            tape.append((layer, x))
+            x = layer(x)
+        grad = torch.ones_like(x) if reduction == "sum" else torch.full_like(x, 1 / x[0].numel())
+        for layer, layer_input in reversed(tape[1:]):
+            grad = _layer_input_gradient(layer, layer_input, grad)
+        grad = _layer_input_gradient(tape[0][0], tape[0][1], grad, from_channel=label_channels)
+        for halved in reversed(halvings):
+            grad = _layer_input_gradient(discriminator.downsample, halved[:, label_channels:],
+                                         grad)
+        penalties.append(_scale_penalty(grad, mode))
+    return torch.stack(penalties).mean()
+
+
+def _layers_in_order(scale: torch.nn.Module):
+    for layer in scale.layers:
+        yield from (layer if isinstance(layer, torch.nn.Sequential) else (layer,))
+
+
+def _layer_input_gradient(layer: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor,
+                          from_channel: int = 0) -> torch.Tensor:
+    """The gradient at ``layer``'s input ``x`` of a function whose gradient at its output is
+    ``grad``, for the input channels from ``from_channel`` on, in differentiable plain ops."""
+    if isinstance(layer, torch.nn.Conv2d) and layer.padding_mode == "zeros" \
+            and not isinstance(layer.padding, str) and layer.groups == 1:
+        weight = layer.weight[:, from_channel:]
+        # A strided convolution maps up to stride - 1 more input rows and columns onto the
+        # same output size; output_padding names the input's.
+        output_padding = tuple(
+            size - ((out - 1) * s - 2 * p + d * (k - 1) + 1)
+            for size, out, s, p, d, k in zip(x.shape[2:], grad.shape[2:], layer.stride,
+                                             layer.padding, layer.dilation, weight.shape[2:]))
+        return F.conv_transpose2d(grad, weight, None, layer.stride, layer.padding,
+                                  output_padding, 1, layer.dilation)
+    if from_channel:
+        x, grad = x[:, from_channel:], grad[:, from_channel:]
+    if isinstance(layer, torch.nn.LeakyReLU):
+        return torch.where(x > 0, grad, grad * layer.negative_slope)
+    if isinstance(layer, torch.nn.InstanceNorm2d) and not layer.track_running_stats:
+        var, mean = torch.var_mean(x, dim=(2, 3), keepdim=True, correction=0)
+        inv_std = torch.rsqrt(var + layer.eps)
+        normalised = (x - mean) * inv_std
+        if layer.affine:
+            grad = grad * layer.weight[from_channel:, None, None]
+        return inv_std * (grad - grad.mean((2, 3), keepdim=True)
+                          - normalised * (grad * normalised).mean((2, 3), keepdim=True))
+    if isinstance(layer, torch.nn.AvgPool2d):
+        def pair(value):
+            return [value, value] if isinstance(value, int) else list(value)
+
+        return torch.ops.aten.avg_pool2d_backward(
+            grad, x, pair(layer.kernel_size), pair(layer.stride), pair(layer.padding),
+            layer.ceil_mode, layer.count_include_pad, layer.divisor_override)
+    raise TypeError(f"the explicit gradient penalty cannot differentiate {layer!r}: it knows "
+                    "zero-padded ungrouped Conv2d, LeakyReLU, InstanceNorm2d without running "
+                    "statistics and AvgPool2d")
 
 
 def _scale_total(scale, reduction: str) -> torch.Tensor:

@@ -50,7 +50,7 @@ class StepModules:
     ``run_generator`` is :func:`faceregen.models.generate` or its compiled form and
     ``run_discriminator`` the discriminator or its compiled form; the penalty differentiates the
     plain ``discriminator`` twice, eagerly or through ``image_penalty``
-    (:func:`faceregen.losses.gradient_penalty.functional_image_penalty`, compiled).
+    (:func:`faceregen.losses.gradient_penalty.explicit_image_penalty`, compiled).
     """
 
     generator: nn.Module

@@ -29,7 +29,7 @@ from faceregen.config import check_train_settings
 from faceregen.data import ensure_dataset
 from faceregen.errors import FaceregenError
 from faceregen.images import to_float
-from faceregen.losses.gradient_penalty import functional_image_penalty
+from faceregen.losses.gradient_penalty import explicit_image_penalty
 from faceregen.masks import one_hot
 from faceregen.models import build_networks, generate, with_legacy_arguments
 from faceregen.models.networks.layout import use_gpu_friendly_layers
@@ -148,7 +148,7 @@ class Trainer:
             run_discriminator=(compile_for_shared_pass(self.discriminator) if tcfg.compile
                                else self.discriminator),
             scaler=self.scaler,
-            image_penalty=(compile_for_shared_pass(functional_image_penalty) if tcfg.compile
+            image_penalty=(compile_for_shared_pass(explicit_image_penalty) if tcfg.compile
                            else None))
         self.graphed_step = (GraphedStep(self.modules, cfg.loss, autocast_for(
             self.device, self.autocast_dtype, cache_enabled=False)) if tcfg.cuda_graph else None)
