@@ -111,23 +111,27 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-# The penalty's forms that a compiled step can compile (bench's ``compiled_penalty``).
+# The penalty's forms, run eagerly (bench's ``eager_penalty``: the trainer's, the one that
+# trainer.compile compiles, and autograd's own double backward, the eager form before) and
+# compiled (``compiled_penalty``: trainer.compile's, and its form before).
+EAGER_PENALTIES = {"default": eager_image_penalty, "explicit": explicit_image_penalty,
+                   "autograd": autograd_image_penalty}
 COMPILED_PENALTIES = {"explicit": explicit_image_penalty, "func.grad": functional_image_penalty}
 
 
 def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: bool,
           steps: int, warmup: int, step_kind: str = "faceregen", compile: bool = False,
           phases: bool = True, profile: bool = False, cuda_graph: bool = False,
-          compiled_penalty: str = "explicit", autograd_penalty: bool = False,
+          eager_penalty: str = "default", compiled_penalty: str = "explicit",
           compile_mode: str | None = None) -> dict:
     """Time ``steps`` training steps after ``warmup`` (compilation, cuDNN autotuning).
 
+    ``eager_penalty`` names the penalty's form in an eager step (:data:`EAGER_PENALTIES`).
     ``compile`` compiles as ``trainer.compile=true`` does; ``compiled_penalty`` names the
-    penalty's form then: "explicit" (the trainer's), "func.grad" (its form before) or "eager"
-    (left uncompiled). ``cuda_graph`` replays the step's gradient computation as CUDA graphs, as
+    penalty's form then (:data:`COMPILED_PENALTIES`), or "eager" to leave it uncompiled.
+    ``cuda_graph`` replays the step's gradient computation as CUDA graphs, as
     ``trainer.cuda_graph=true`` (GraphedStep); its own eager steps and the recording of each
-    graph are added to the warm-up. ``autograd_penalty`` takes the eager penalty through
-    autograd's own double backward (``autograd_image_penalty``, the form before), for an A/B.
+    graph are added to the warm-up.
     ``compile_mode`` is torch.compile's; with "reduce-overhead" (CUDA graphs of each compiled
     part) every step first marks a new step for the graphs' outputs.
 
@@ -159,7 +163,7 @@ def bench(cfg: DictConfig, device: torch.device, precision: str, channels_last: 
         generator=g, style_encoder=e, discriminator=d, perceptual=vgg, opt_g=opt_g, opt_d=opt_d,
         g_params=g_params, d_params=d_params, run_generator=generate, run_discriminator=d,
         scaler=torch.amp.GradScaler("cuda", enabled=dtype is torch.float16),
-        image_penalty=autograd_image_penalty if autograd_penalty else None)
+        image_penalty=EAGER_PENALTIES[eager_penalty])
 
     b, s, c = cfg.data.batch_size, cfg.data.size, cfg.model.generator.label_classes
     label = torch.randint(0, c, (b, s, s), device=device)
@@ -424,7 +428,8 @@ GRAPH_ROWS = (
 # models/networks/layout.py, compiled with the penalty every step and R1 every 16th, compiled
 # with the penalty left eager (what compiling the penalty gains), without the label skips
 # (what they cost), with the eager penalty through autograd's own double backward of the
-# convolutions (the form before DifferentiableInputGradients), compiled with
+# convolutions (the form before DifferentiableInputGradients) and in its explicit form (the one
+# trainer.compile compiles), compiled with
 # mode="reduce-overhead" (each compiled part replayed as CUDA graphs; on the CPU it compiles
 # as the default mode does), and compiled with the penalty through torch.func.grad (the
 # compiled form before explicit_image_penalty).
@@ -454,6 +459,9 @@ VARIANT_ROWS = (
     ("style model, no label skips", "faceregen", "celebamask", False, 4,
      ["model.generator.label_skips=false"]),
     ("style model, autograd's penalty", "autograd-penalty", "celebamask", False, 4, []),
+    ("style model, explicit penalty", "explicit-penalty", "celebamask", False, 4, []),
+    ("style model, WGAN-GP every step, explicit penalty", "explicit-penalty", "celebamask",
+     False, 4, ["loss.gp_every=1"]),
     ("style model, compiled, reduce-overhead", "reduce-overhead", "celebamask", True, 4, []),
     ("style model, WGAN-GP every step, autograd's penalty", "autograd-penalty", "celebamask",
      False, 4, ["loss.gp_every=1"]),
@@ -513,7 +521,9 @@ def run_suite(args: argparse.Namespace) -> dict:
                                compiled_penalty={"eager-penalty": "eager",
                                                  "func-grad-penalty": "func.grad"}.get(
                                                      step_kind, "explicit"),
-                               autograd_penalty=step_kind == "autograd-penalty",
+                               eager_penalty={"autograd-penalty": "autograd",
+                                              "explicit-penalty": "explicit"}.get(
+                                                  step_kind, "default"),
                                compile_mode=("reduce-overhead" if step_kind == "reduce-overhead"
                                              else None))
         except Exception as exc:  # one failed row must not cost the rest of a GPU run
@@ -688,8 +698,7 @@ def bench_penalty(cfg: DictConfig, device: torch.device, channels_last: bool, st
                   for _ in range(2))
     loss = cfg.loss
     result = {}
-    forms = {"eager": eager_image_penalty, "explicit": explicit_image_penalty,
-             "autograd": autograd_image_penalty}
+    forms = dict(EAGER_PENALTIES)
     if compile:
         forms.update({f"{name}, compiled": compile_for_shared_pass(form)
                       for name, form in COMPILED_PENALTIES.items()})
@@ -885,9 +894,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile as trainer.compile=true (warm-up steps compile); "
                         "with --task penalty, add the compiled penalty forms")
-    parser.add_argument("--autograd-penalty", action="store_true",
-                        help="the eager penalty through autograd's own double backward of the "
-                             "convolutions (the form before), for an A/B")
+    parser.add_argument("--compiled-penalty", default="explicit",
+                        choices=[*COMPILED_PENALTIES, "eager"],
+                        help="with --compile, the penalty's form: explicit (trainer.compile's), "
+                             "func.grad (its form before) or eager (left uncompiled)")
+    parser.add_argument("--eager-penalty", default="default", choices=list(EAGER_PENALTIES),
+                        help="the penalty's form in an eager step: default (the trainer's), "
+                             "explicit (the one trainer.compile compiles) or autograd (autograd's "
+                             "own double backward, the form before)")
     parser.add_argument("--cuda-graph", action="store_true",
                         help="CUDA graphs as trainer.cuda_graph=true (CUDA only)")
     parser.add_argument("--exact", action="store_true",
@@ -942,12 +956,13 @@ def main(argv: list[str] | None = None) -> None:
                          "--step reference")
         if args.cuda_graph and device.type != "cuda":
             parser.error("--cuda-graph needs --device cuda")
-        if args.autograd_penalty and args.compile:
-            parser.error("--autograd-penalty is a form of the eager penalty; --compile "
-                         "compiles the penalty's other form")
+        if args.compile and args.compiled_penalty != "eager" and args.eager_penalty != "default":
+            parser.error("--eager-penalty names the form of an uncompiled penalty: with "
+                         "--compile add --compiled-penalty eager")
         result = bench(cfg, device, args.precision, args.channels_last, args.steps,
                        args.warmup, args.step, args.compile, profile=args.profile,
-                       cuda_graph=args.cuda_graph, autograd_penalty=args.autograd_penalty)
+                       cuda_graph=args.cuda_graph, eager_penalty=args.eager_penalty,
+                       compiled_penalty=args.compiled_penalty)
         if args.profile:
             print(profile_table(result["profile"]), file=sys.stderr)
     report = {
@@ -961,7 +976,8 @@ def main(argv: list[str] | None = None) -> None:
                    "lambda_vgg": cfg.loss.lambda_vgg, "lambda_gp": cfg.loss.lambda_gp,
                    "precision": args.precision, "channels_last": args.channels_last,
                    "compile": args.compile, "cuda_graph": args.cuda_graph,
-                   "autograd_penalty": args.autograd_penalty,
+                   "eager_penalty": args.eager_penalty,
+                   "compiled_penalty": args.compiled_penalty if args.compile else None,
                    "overrides": args.overrides},
         "device": (torch.cuda.get_device_name(device) if device.type == "cuda"
                    else f"cpu ({torch.get_num_threads()} threads, {platform.machine()})"),

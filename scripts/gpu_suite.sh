@@ -10,7 +10,7 @@
 #    CUDA-graph rows, which do not fit in that time: pick them with ROWS="words;more words"
 #    (bench.py --rows: the rows whose names hold one of the words, in that order).
 #    PROFILE=0 drops the profiles; SUITE_SECONDS (default 420) caps this step. Then the
-#    gradient penalty alone, 512 px, in both of its eager forms (bench.py --task penalty: the
+#    gradient penalty alone, 512 px, in its three eager forms (bench.py --task penalty: the
 #    convolutions of its second differentiation and, with profiles, its kernels); PENALTY=0
 #    skips it.
 # 2. With ALL=1 also what earlier runs answered: the trainer's own loop at 512 px on synthetic
@@ -50,7 +50,7 @@ timeout "${SUITE_SECONDS:-420}" "$py" scripts/bench.py --suite gpu --device cuda
   --channels-last --steps 16 --warmup 3 "${options[@]}" --out "$out/suite.json" \
   2> >(grep -v "randomly initialised VGG19" | tee "$out/suite.log" >&2) > /dev/null
 if [ "${PENALTY:-1}" = 1 ]; then
-  log "penalty alone, both forms"
+  log "penalty alone, its eager forms"
   penalty_options=(); if [ "${PROFILE:-1}" != 0 ]; then penalty_options=(--profile); fi
   timeout 120 "$py" scripts/bench.py --task penalty --device cuda --channels-last --steps 10 \
     --warmup 3 "${penalty_options[@]}" +experiment=celebamask --out "$out/penalty.json" \

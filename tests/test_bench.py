@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from conftest import load_script
 from hydra.core.global_hydra import GlobalHydra
 
@@ -52,24 +53,28 @@ def test_reference_step_refuses_a_penalty(capsys):
     assert "add --no-gp" in capsys.readouterr().err
 
 
-def test_the_autograd_penalty_is_refused_with_compile(capsys):
+def test_an_eager_penalty_form_is_refused_with_a_compiled_penalty(capsys):
     with pytest.raises(SystemExit):
-        run_bench(["--autograd-penalty", "--compile", *TINY], capsys)
-    assert "--autograd-penalty is a form of the eager penalty" in capsys.readouterr().err
+        run_bench(["--eager-penalty", "autograd", "--compile", *TINY], capsys)
+    assert "--compiled-penalty eager" in capsys.readouterr().err
 
 
-def test_bench_penalty_times_both_forms_and_counts_their_convolutions(capsys):
-    """--task penalty: the eager penalty's second differentiation runs convolution backward
-    passes only; autograd's own double backward runs forward ones, dilated among them.
+def test_bench_penalty_times_each_form_and_counts_their_convolutions(capsys):
+    """--task penalty: the trainer's eager penalty and the explicit one run convolution
+    backward passes only in their second differentiation, compiled too; autograd's own double
+    backward runs forward ones, dilated among them, and so does the func.grad form compiled.
     --profile adds each form's time by class."""
-    report = run_bench(["--task", "penalty", "--channels-last", "--profile", *TINY], capsys)
-    eager, autograd = report["eager"], report["autograd"]
-    assert eager["ms"] > 0 and autograd["ms"] > 0
-    assert eager["profile"]["classes"] and autograd["profile"]["step_ms"] > 0
-    assert set(eager["second_differentiation_convolutions"]) >= {"backward"}
-    assert not any(kind.startswith("forward")
-                   for kind in eager["second_differentiation_convolutions"])
-    assert autograd["second_differentiation_convolutions"]["forward, dilated"] > 0
+    report = run_bench(["--task", "penalty", "--channels-last", "--profile", "--compile",
+                        *TINY], capsys)
+    torch._dynamo.reset()
+    forms = ("default", "explicit", "autograd", "explicit, compiled", "func.grad, compiled")
+    assert all(report[form]["ms"] > 0 and report[form]["profile"]["classes"] for form in forms)
+    for form in ("default", "explicit", "explicit, compiled"):
+        convolutions = report[form]["second_differentiation_convolutions"]
+        assert convolutions["backward"] > 0
+        assert not any(kind.startswith("forward") for kind in convolutions)
+    for form in ("autograd", "func.grad, compiled"):
+        assert report[form]["second_differentiation_convolutions"]["forward, dilated"] > 0
 
 
 def test_bench_data_times_the_trainers_loader(tmp_path, capsys):
