@@ -396,7 +396,42 @@ def profile_steps(run_step, steps: int, device: torch.device, flop_counts: dict,
         entry["share"] = entry["ms_per_step"] / step_ms
         entry["top"] = [f"{ms:.3f} ms {kernel}" for ms, kernel in sorted(entry["top"])[::-1][:3]]
     return {"step_ms": step_ms, "roofline": roofline, "classes": dict(sorted(
-        classes.items(), key=lambda item: -item[1]["ms_per_step"]))}
+        classes.items(), key=lambda item: -item[1]["ms_per_step"])),
+            "host_ops": host_dispatched_ops(prof.events(), steps)}
+
+
+# Profiler ranges of compiled code: dynamo's frame, AOTAutograd's forward and backward, and
+# Inductor's graph call.
+COMPILED_RANGES = ("Torch-Compiled Region", "CompiledFunction", "CompiledFxGraph")
+
+
+def host_dispatched_ops(events, steps: int) -> dict:
+    """The aten ops the host dispatches per step, each counted once (not the ops it calls),
+    outside compiled code and inside it (the ops a compiled graph calls out to, such as
+    cuDNN's convolutions): on a GPU each is a launch or more that the host pays for, views
+    and detaches apart. The most frequent ones outside compiled code say which Python code
+    launches them."""
+    outside: dict[str, int] = {}
+    inside = 0
+    for event in events:
+        if not event.name.startswith("aten::"):
+            continue
+        parent, compiled = event.cpu_parent, False
+        while parent is not None:
+            if parent.name.startswith("aten::"):
+                break
+            compiled = compiled or any(mark in parent.name for mark in COMPILED_RANGES)
+            parent = parent.cpu_parent
+        if parent is not None:  # called by another aten op
+            continue
+        if compiled:
+            inside += 1
+        else:
+            outside[event.name] = outside.get(event.name, 0) + 1
+    most = sorted(outside.items(), key=lambda item: -item[1])[:8]
+    return {"outside_compiled_per_step": sum(outside.values()) / steps,
+            "inside_compiled_per_step": inside / steps,
+            "most_frequent_outside": {name: count / steps for name, count in most}}
 
 
 # The GPU suite: (row, step kind, experiment, compiled, batch, overrides); it runs the eager
@@ -611,6 +646,12 @@ def profile_table(profile: dict) -> str:
     for name, entry in profile["classes"].items():
         lines.append(f"| {name} | {entry['ms_per_step']:.2f} | {100 * entry['share']:.1f}% | "
                      f"{entry['calls_per_step']:.0f} |")
+    host = profile["host_ops"]
+    lines += ["", f"host-dispatched aten ops per step: {host['outside_compiled_per_step']:.0f} "
+              f"outside compiled code, {host['inside_compiled_per_step']:.0f} inside; most "
+              "frequent outside: " + ", ".join(
+                  f"{name.removeprefix('aten::')} {count:.0f}"
+                  for name, count in host["most_frequent_outside"].items())]
     lines += ["", "| convolutions | GFLOP/step | ms/step | TFLOP/s | % of bf16 peak |",
               "|---|---|---|---|---|"]
     for name, entry in profile["roofline"].items():

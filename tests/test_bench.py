@@ -63,7 +63,8 @@ def test_bench_penalty_times_each_form_and_counts_their_convolutions(capsys):
     """--task penalty: the trainer's eager penalty and the explicit one run convolution
     backward passes only in their second differentiation, compiled too; autograd's own double
     backward runs forward ones, dilated among them, and so does the func.grad form compiled.
-    --profile adds each form's time by class."""
+    --profile adds each form's time by class and the aten ops the host dispatches: in the
+    compiled form mostly from inside compiled code, in the eager one all outside it."""
     report = run_bench(["--task", "penalty", "--channels-last", "--profile", "--compile",
                         *TINY], capsys)
     torch._dynamo.reset()
@@ -75,6 +76,11 @@ def test_bench_penalty_times_each_form_and_counts_their_convolutions(capsys):
         assert not any(kind.startswith("forward") for kind in convolutions)
     for form in ("autograd", "func.grad, compiled"):
         assert report[form]["second_differentiation_convolutions"]["forward, dilated"] > 0
+    eager, compiled = (report[form]["profile"]["host_ops"]
+                       for form in ("explicit", "explicit, compiled"))
+    assert eager["inside_compiled_per_step"] == 0 and eager["outside_compiled_per_step"] > 100
+    assert compiled["inside_compiled_per_step"] > 0
+    assert compiled["outside_compiled_per_step"] < eager["outside_compiled_per_step"] / 4
 
 
 def test_bench_data_times_the_trainers_loader(tmp_path, capsys):
