@@ -182,15 +182,8 @@ def _layer_input_gradient(layer: torch.nn.Module, x: torch.Tensor, grad: torch.T
     ``grad``, for the input channels from ``from_channel`` on, in differentiable plain ops."""
     if isinstance(layer, torch.nn.Conv2d) and layer.padding_mode == "zeros" \
             and not isinstance(layer.padding, str) and layer.groups == 1:
-        weight = layer.weight[:, from_channel:]
-        # A strided convolution maps up to stride - 1 more input rows and columns onto the
-        # same output size; output_padding names the input's.
-        output_padding = tuple(
-            size - ((out - 1) * s - 2 * p + d * (k - 1) + 1)
-            for size, out, s, p, d, k in zip(x.shape[2:], grad.shape[2:], layer.stride,
-                                             layer.padding, layer.dilation, weight.shape[2:]))
-        return F.conv_transpose2d(grad, weight, None, layer.stride, layer.padding,
-                                  output_padding, 1, layer.dilation)
+        return _convolution_input_gradient(grad, layer.weight[:, from_channel:], x.shape,
+                                           layer.stride, layer.padding, layer.dilation, 1)
     if from_channel:
         x, grad = x[:, from_channel:], grad[:, from_channel:]
     if isinstance(layer, torch.nn.LeakyReLU):
@@ -204,11 +197,8 @@ def _layer_input_gradient(layer: torch.nn.Module, x: torch.Tensor, grad: torch.T
         return inv_std * (grad - grad.mean((2, 3), keepdim=True)
                           - normalised * (grad * normalised).mean((2, 3), keepdim=True))
     if isinstance(layer, torch.nn.AvgPool2d):
-        def pair(value):
-            return [value, value] if isinstance(value, int) else list(value)
-
         return torch.ops.aten.avg_pool2d_backward(
-            grad, x, pair(layer.kernel_size), pair(layer.stride), pair(layer.padding),
+            grad, x, _pair(layer.kernel_size), _pair(layer.stride), _pair(layer.padding),
             layer.ceil_mode, layer.count_include_pad, layer.divisor_override)
     raise TypeError(f"the explicit gradient penalty cannot differentiate {layer!r}: it knows "
                     "zero-padded ungrouped Conv2d, LeakyReLU, InstanceNorm2d without running "
@@ -265,14 +255,30 @@ class DifferentiableInputGradients(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+def _pair(value):
+    """A layer argument's int shorthand as a pair; strings (padding="same") as they are."""
+    if isinstance(value, str):
+        return value
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
 def _conv2d_arguments(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """``conv2d``'s arguments in order, its int shorthands as pairs."""
-    def pair(value):
-        if isinstance(value, str):
-            return value
-        return (value, value) if isinstance(value, int) else tuple(value)
+    return input, weight, bias, _pair(stride), _pair(padding), _pair(dilation), groups
 
-    return input, weight, bias, pair(stride), pair(padding), pair(dilation), groups
+
+def _convolution_input_gradient(grad: torch.Tensor, weight: torch.Tensor, input_shape,
+                                stride, padding, dilation, groups: int) -> torch.Tensor:
+    """A convolution's input gradient as a differentiable ``conv_transpose2d``, whose own
+    derivatives are the ordinary data- and weight-gradient convolutions."""
+    # The input size a strided convolution maps onto this output size is ambiguous by up to
+    # stride - 1 rows and columns; output_padding names the input's.
+    output_padding = tuple(
+        size - ((out - 1) * s - 2 * p + d * (k - 1) + 1)
+        for size, out, s, p, d, k in zip(input_shape[2:], grad.shape[2:], stride, padding,
+                                         dilation, weight.shape[2:]))
+    return F.conv_transpose2d(grad, weight, None, stride, padding, output_padding, groups,
+                              dilation)
 
 
 class _ConvolutionWithTransposedInputGradient(torch.autograd.Function):
@@ -295,14 +301,8 @@ class _ConvolutionWithTransposedInputGradient(torch.autograd.Function):
         has_bias, stride, padding, dilation, groups, owner = ctx.arguments
         needs = ctx.needs_input_grad
         if owner.input_gradient_only:
-            # The input size a strided convolution maps onto this output size is ambiguous by
-            # up to stride - 1 rows and columns; output_padding names the input's.
-            output_padding = tuple(
-                size - ((out - 1) * s - 2 * p + d * (k - 1) + 1)
-                for size, out, s, p, d, k in zip(input.shape[2:], grad.shape[2:], stride,
-                                                 padding, dilation, weight.shape[2:]))
-            grad_input = (F.conv_transpose2d(grad, weight, None, stride, padding, output_padding,
-                                             groups, dilation) if needs[0] else None)
+            grad_input = (_convolution_input_gradient(grad, weight, input.shape, stride, padding,
+                                                      dilation, groups) if needs[0] else None)
             return grad_input, None, None, None, None, None, None, None
         grad_input, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
             grad, input, weight, [weight.shape[0]] if has_bias else None, stride, padding,
