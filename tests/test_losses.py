@@ -345,41 +345,6 @@ def assert_penalty_equals_autograds(make_discriminator, image_penalty, size, cha
         assert (a - b).norm() <= 1e-10 * scale
 
 
-@pytest.mark.parametrize("layer_forms,channels_last", [(False, False), (False, True),
-                                                        (True, True)])
-def test_the_eager_penalty_gradient_matches_finite_differences(layer_forms, channels_last):
-    """The eager penalty's discriminator gradients against central differences of its value
-    (torch.autograd.gradcheck, float64): ground truth that does not rest on autograd's own
-    double backward, on the plain layers, in both layouts, and on the run-time forms of
-    models/networks/layout.py (channel-padded convolutions, layout-keeping instance norm)."""
-    from torch.func import functional_call
-
-    from faceregen.models.networks import MultiScaleDiscriminator
-    from faceregen.models.networks.layout import use_gpu_friendly_layers
-
-    torch.manual_seed(0)
-    layout = torch.channels_last if channels_last else torch.contiguous_format
-    discriminator = MultiScaleDiscriminator(3, 3, ndf=2, n_layers=2, num_D=2).double()
-    if layer_forms:
-        use_gpu_friendly_layers([discriminator], align_channels=True, layout_keeping_norm=True)
-    discriminator = discriminator.to(memory_format=layout)
-    label = one_hot_map(torch.randint(0, 3, (2, 12, 12)), 3).double()
-    real, fake = (torch.rand(2, 2, 3, 12, 12, dtype=torch.float64) * 2 - 1).unbind(0)
-    label, real, fake = (t.contiguous(memory_format=layout) for t in (label, real, fake))
-    names = [name for name, _ in discriminator.named_parameters()]
-
-    def penalty(*weights):
-        def with_weights(x):
-            return functional_call(discriminator, dict(zip(names, weights)), (x,))
-
-        torch.manual_seed(1)  # the same interpolation draw at every evaluation
-        return gradient_penalty(with_weights, real, fake, label)
-
-    weights = tuple(p.detach().clone(memory_format=torch.preserve_format).requires_grad_(True)
-                    for p in discriminator.parameters())
-    assert torch.autograd.gradcheck(penalty, weights, fast_mode=True)
-
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("form", ["default", "explicit", "explicit, compiled",
                                   "func.grad, compiled"])
@@ -509,13 +474,18 @@ def test_the_explicit_penalty_equals_autograds_double_backward(mode, reduction, 
                                     (23, 27), channels_last, mode=mode, reduction=reduction)
 
 
+@pytest.mark.parametrize("form", ["default", "explicit"])
 @pytest.mark.parametrize("variant,channels_last", [("as built", False), ("as built", True),
                                                    ("layer forms", True), ("odd layers", False)])
-def test_the_explicit_penalty_gradient_matches_finite_differences(variant, channels_last):
-    """Its discriminator gradients against central differences of its value (gradcheck,
-    float64), which do not rest on autograd's double backward either."""
-    from faceregen.losses.gradient_penalty import explicit_image_penalty
+def test_the_penalty_gradient_matches_finite_differences(form, variant, channels_last):
+    """The eager penalty's and the explicit one's discriminator gradients against central
+    differences of their value (torch.autograd.gradcheck, float64): ground truth that does not
+    rest on autograd's own double backward, on the plain layers in both layouts, on the
+    run-time forms of models/networks/layout.py (channel-padded convolutions, layout-keeping
+    instance norm), and on affine norms with a dilated convolution."""
+    from faceregen.losses.gradient_penalty import eager_image_penalty, explicit_image_penalty
 
+    image_penalty = {"default": eager_image_penalty, "explicit": explicit_image_penalty}[form]
     torch.manual_seed(0)
     layout = torch.channels_last if channels_last else torch.contiguous_format
     discriminator = odd_discriminator(3, variant).double().to(memory_format=layout)
@@ -525,8 +495,7 @@ def test_the_explicit_penalty_gradient_matches_finite_differences(variant, chann
 
     def penalty(*weights):  # the weights are the discriminator's own, perturbed in place
         torch.manual_seed(1)  # the same interpolation draw at every evaluation
-        return gradient_penalty(discriminator, real, fake, label,
-                                image_penalty=explicit_image_penalty)
+        return gradient_penalty(discriminator, real, fake, label, image_penalty=image_penalty)
 
     assert torch.autograd.gradcheck(penalty, tuple(discriminator.parameters()), fast_mode=True)
 
